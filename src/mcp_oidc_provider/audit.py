@@ -1,0 +1,39 @@
+"""Audit events with stable names.
+
+Each event is one log record on the ``mcp_oidc_provider.audit`` logger whose message is the
+event name and whose ``extra`` carries only identifiers that are not secrets: client ids,
+grant ids, the upstream ``sub`` and error codes. Never a token, code, secret, nonce, state or
+e-mail address.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+logger = logging.getLogger("mcp_oidc_provider.audit")
+
+Event = Literal[
+    "client.registered",
+    "login.started",
+    "login.completed",
+    "upstream.login_failed",
+    "upstream.unreachable",
+    "login.unknown_state",
+    "code.issued",
+    "code.replayed",
+    "token.issued",
+    "token.refreshed",
+    "refresh_token.reuse_detected",
+    "grant.revoked",
+    "resource.refused",
+]
+
+SAFE_FIELDS = frozenset({"client_id", "grant_id", "subject", "error", "reason", "resource"})
+
+
+def emit(event: Event, level: int = logging.INFO, **fields: str | None) -> None:
+    unsafe = set(fields) - SAFE_FIELDS
+    if unsafe:
+        raise ValueError(f"audit field(s) {sorted(unsafe)} are not allowed")
+    logger.log(level, event, extra={"event": event, **{f"audit_{k}": v for k, v in fields.items()}})

@@ -1,0 +1,29 @@
+"""``mcp-oidc-provider``: ``keygen`` prints a private JWKS for the ``JWKS`` variable."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from .keys import generate_jwks
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mcp-oidc-provider")
+    commands = parser.add_subparsers(dest="command", required=True)
+    keygen = commands.add_parser("keygen", help="print a new private JWKS (JSON) for the JWKS variable")
+    keygen.add_argument("--pretty", action="store_true", help="indent the JSON (avoid in environment variables)")
+    keygen.add_argument("--alg", choices=["RS256", "ES256"], default="RS256")
+    args = parser.parse_args(argv)
+    if args.command == "keygen":
+        jwks = generate_jwks(args.alg)
+        sys.stdout.write(json.dumps(jwks, indent=2 if args.pretty else None, separators=None if args.pretty else (",", ":")))
+        sys.stdout.write("\n")
+        return 0
+    return 2  # pragma: no cover
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

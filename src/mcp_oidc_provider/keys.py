@@ -1,0 +1,163 @@
+"""Our signing keys and the JWKS we publish (RFC 7517, RFC 9068 §4).
+
+Keys come, in this order of preference, from the ``jwks`` argument, the ``JWKS`` environment
+variable (as printed by ``mcp-oidc-provider keygen``), or the store: with neither, the first
+process generates a key and keeps it there, so a restart on a persistent store and every
+replica on a shared store sign and verify with the same key. ``/jwks`` serves public halves
+only.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, KeySet, RSAKey
+
+from .errors import ConfigurationError
+from .store import KeyMaterial, Repository
+
+Alg = Literal["RS256", "ES256"]
+KEY_RECORD_TTL = 400 * 86400
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
+def generate_jwks(alg: Alg = "RS256") -> dict[str, Any]:
+    """A new private JWKS with one signing key."""
+    params = {"alg": alg, "use": "sig"}
+    key = (
+        RSAKey.generate_key(2048, parameters=params, auto_kid=True)
+        if alg == "RS256"
+        else ECKey.generate_key("P-256", parameters=params, auto_kid=True)
+    )
+    return {"keys": [key.as_dict(private=True)]}
+
+
+class InvalidJWT(Exception):
+    """A JWT that is malformed, unsigned, signed by a stranger or by the wrong algorithm."""
+
+
+class SigningKeys:
+    """Our private key set: the first key signs, every key verifies."""
+
+    def __init__(self, private_jwks: Mapping[str, Any], secret: bytes) -> None:
+        try:
+            keyset = KeySet.import_key_set(dict(private_jwks))  # type: ignore[arg-type]
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
+            raise ConfigurationError("JWKS is not a valid private JSON Web Key Set") from exc
+        if not keyset.keys:
+            raise ConfigurationError("JWKS has no keys")
+        self._by_kid: dict[str, RSAKey | ECKey] = {}
+        for key in keyset.keys:
+            if not isinstance(key, (RSAKey, ECKey)) or not key.is_private:
+                raise ConfigurationError("JWKS must hold private RSA or EC signing keys")
+            if key.alg not in ("RS256", "ES256"):
+                raise ConfigurationError("JWKS keys must have alg RS256 or ES256")
+            if not key.kid:
+                raise ConfigurationError("JWKS keys must have a kid")
+            self._by_kid[key.kid] = key
+        self._current = keyset.keys[0]
+        self.secret = secret
+        self._public = {"keys": [self._public_dict(k) for k in self._by_kid.values()]}
+
+    @staticmethod
+    def _public_dict(key: RSAKey | ECKey) -> dict[str, Any]:
+        public = key.as_dict(private=False)
+        return {k: v for k, v in public.items() if k not in _PRIVATE_MEMBERS}
+
+    @property
+    def algorithms(self) -> list[str]:
+        return sorted({str(k.alg) for k in self._by_kid.values()})
+
+    def public_jwks(self) -> dict[str, Any]:
+        return self._public
+
+    def sign(self, claims: Mapping[str, Any], typ: str) -> str:
+        key = self._current
+        header = {"alg": key.alg, "kid": key.kid, "typ": typ}
+        return jwt.encode(header, dict(claims), key)
+
+    def verify(self, token: str, typ: str) -> dict[str, Any]:
+        """Signature, algorithm and ``typ`` of one of our JWTs; claims are the caller's to check.
+
+        RFC 8725 §3.1: the algorithm is the key's own, never the header's choice, so
+        ``alg: none`` and an HMAC signed with our public key are refused.
+        """
+        return verify_with_keys(token, typ, self._by_kid)
+
+
+def verify_with_keys(token: str, typ: str, keys: Mapping[str, RSAKey | ECKey]) -> dict[str, Any]:
+    try:
+        header = _peek_header(token)
+        kid = header.get("kid")
+        key = keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise InvalidJWT("unknown key")
+        # RFC 9068 §4: resource servers MUST check typ is at+jwt (or application/at+jwt).
+        if str(header.get("typ", "")).lower() not in (typ, f"application/{typ}"):
+            raise InvalidJWT("wrong token type")
+        decoded = jwt.decode(token, key, algorithms=[str(key.alg)])
+    except InvalidJWT:
+        raise
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise InvalidJWT("invalid token") from exc
+    return dict(decoded.claims)
+
+
+def _peek_header(token: str) -> dict[str, Any]:
+    if token.count(".") != 2 or len(token) > 16384:
+        raise InvalidJWT("not a JWS compact serialization")
+    encoded = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidJWT("bad header") from exc
+    if not isinstance(header, dict):
+        raise InvalidJWT("bad header")
+    return header
+
+
+def parse_jwks_json(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigurationError("JWKS is not valid JSON") from exc
+    if not isinstance(value, dict) or not isinstance(value.get("keys"), list):
+        raise ConfigurationError('JWKS must be a JSON object with a "keys" array')
+    return value
+
+
+async def load_signing_keys(
+    repo: Repository, jwks: Mapping[str, Any] | None, secret: bytes | None, alg: Alg
+) -> SigningKeys:
+    """Configured keys if given, else the store's, else new ones written to the store.
+
+    Two processes starting at once on an empty store may both write; each re-reads after its
+    write and adopts what is stored, so they converge on the last writer's key.
+    """
+    stored = await repo.load_keys()
+    if jwks is not None and secret is not None:
+        return SigningKeys(jwks, secret)
+    if stored is None:
+        material = KeyMaterial(
+            jwks=dict(jwks) if jwks is not None else generate_jwks(alg),
+            secret=base64.urlsafe_b64encode(secret or secrets.token_bytes(32)).decode(),
+        )
+        if jwks is not None:
+            # Keep configured private keys out of the store; only the derived-secret seed goes there.
+            material = KeyMaterial(jwks={"keys": []}, secret=material.secret)
+        await repo.save_keys(material, KEY_RECORD_TTL)
+        stored = await repo.load_keys() or material
+    elif jwks is None and not stored.jwks.get("keys"):
+        stored = KeyMaterial(jwks=generate_jwks(alg), secret=stored.secret)
+        await repo.save_keys(stored, KEY_RECORD_TTL)
+        stored = await repo.load_keys() or stored
+    else:
+        await repo.save_keys(stored, KEY_RECORD_TTL)  # renew the TTL on every start
+    seed = secret or base64.urlsafe_b64decode(stored.secret)
+    return SigningKeys(jwks if jwks is not None else stored.jwks, seed)

@@ -1,0 +1,264 @@
+"""The SDK's ``OAuthAuthorizationServerProvider``, federating login to an upstream OIDC IdP.
+
+Pass it as ``auth_server_provider=`` with ``auth=provider.auth_settings()`` to ``MCPServer``
+(mcp 2.x) or ``FastMCP`` (mcp 1.x), then call ``provider.install(server)`` for the routes the
+SDK does not serve. Each method delegates to the module of its protocol concern.
+
+Who checks what
+===============
+
+==========================================  ==========================  ==========================
+Check                                       SDK                          this package
+==========================================  ==========================  ==========================
+client exists, redirect URI registered      /authorize, /token           registration policy
+PKCE present and S256 (RFC 7636)            /authorize, /token           challenge format
+scopes within the client's                  /authorize, refresh          default scopes
+code expiry, client binding, redirect_uri   /token                       code single use, replay
+client secret (constant time)               /token, /revoke              derived, never stored
+resource indicator (RFC 8707)               (passed through)             allowed list, ``aud``
+refresh rotation and reuse (RFC 9700)       no                           yes
+upstream state, nonce, PKCE, ID token       no                           yes (callback)
+bearer token                                401 + WWW-Authenticate       JWT, ``typ``/iss/aud/exp, grant
+==========================================  ==========================  ==========================
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+from key_value.aio.protocols import AsyncKeyValue
+from mcp.server.auth.provider import AuthorizationParams
+from mcp.server.auth.routes import build_metadata
+from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
+from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+
+from . import authorize, callback, registration, revocation, token
+from .clock import Clock, SystemClock
+from .context import ClaimsMapper, Context, default_claims_mapper
+from .errors import ConfigurationError, OIDCProviderError
+from .keys import load_signing_keys, parse_jwks_json
+from .models import FederatedAccessToken, FederatedAuthorizationCode, FederatedRefreshToken
+from .settings import ProviderSettings
+from .store import Repository, UpstreamTokens
+from .upstream.client import UpstreamClient, tokens_from_response
+
+logger = logging.getLogger("mcp_oidc_provider")
+
+#: Refresh upstream tokens this many seconds before they expire.
+UPSTREAM_REFRESH_MARGIN = 30
+
+
+def _auth_settings_kwargs() -> dict[str, Any]:
+    # validate_token_resource arrived during mcp 1.x; pass it only where it exists.
+    return {"validate_token_resource": True} if "validate_token_resource" in AuthSettings.model_fields else {}
+
+
+class OIDCProvider:
+    """An OAuth 2.1 authorization server for MCP clients, logging users in at an OIDC IdP."""
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        store: AsyncKeyValue | None = None,
+        *,
+        jwks: Mapping[str, Any] | None = None,
+        secret_key: bytes | None = None,
+        claims_mapper: ClaimsMapper | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if store is None:
+            from key_value.aio.stores.memory import MemoryStore
+
+            logger.warning("no store given: using an in-memory store; logins end when the process does")
+            store = MemoryStore()
+        if jwks is None and os.environ.get("JWKS"):
+            jwks = parse_jwks_json(os.environ["JWKS"])
+        self.settings = settings
+        self._store = store
+        self._jwks = jwks
+        self._secret_key = secret_key
+        self._claims_mapper = claims_mapper or default_claims_mapper
+        self._clock = clock or SystemClock()
+        self._repo = Repository(store)
+        self._ctx: Context | None = None
+        self._lock = anyio.Lock()
+        self._refresh_locks: dict[str, anyio.Lock] = {}
+        # Strings, not AnyHttpUrl objects: mcp 2.x keeps a path-less issuer without a trailing
+        # slash only when it parses the string itself (RFC 8414 §3.3 compares issuers exactly).
+        self._auth = AuthSettings.model_validate(
+            {
+                "issuer_url": settings.issuer_url,
+                "resource_server_url": settings.resource_urls[0],
+                "required_scopes": list(settings.required_scopes) or None,
+                "client_registration_options": ClientRegistrationOptions(
+                    enabled=True, valid_scopes=list(settings.scopes), default_scopes=list(settings.scopes)
+                ),
+                "revocation_options": RevocationOptions(enabled=True),
+                **_auth_settings_kwargs(),
+            }
+        )
+        metadata = build_metadata(
+            self._auth.issuer_url,
+            None,
+            self._auth.client_registration_options or ClientRegistrationOptions(),
+            self._auth.revocation_options or RevocationOptions(),
+        )
+        self._sdk_metadata = metadata.model_dump(mode="json", exclude_none=True)
+        #: Our issuer, byte-identical to the SDK's RFC 8414 document and RFC 9728 metadata.
+        self.issuer: str = self._sdk_metadata["issuer"]
+
+    # life cycle
+
+    def auth_settings(self) -> AuthSettings:
+        """The ``AuthSettings`` to pass as ``auth=`` next to this provider."""
+        return self._auth
+
+    @property
+    def sdk_metadata(self) -> dict[str, Any]:
+        return dict(self._sdk_metadata)
+
+    async def _context(self) -> Context:
+        if self._ctx is None:
+            async with self._lock:
+                if self._ctx is None:
+                    keys = await load_signing_keys(self._repo, self._jwks, self._secret_key, self.settings.signing_alg)
+                    self._ctx = Context(
+                        settings=self.settings,
+                        issuer=self.issuer,
+                        repo=self._repo,
+                        keys=keys,
+                        upstream=UpstreamClient(self.settings.upstream, self.settings.callback_url, self._clock),
+                        clock=self._clock,
+                        claims_mapper=self._claims_mapper,
+                    )
+        return self._ctx
+
+    async def start(self) -> None:
+        """Load or create the signing keys and discover the upstream IdP.
+
+        Raises :class:`ConfigurationError` naming the upstream issuer if it cannot be reached,
+        so a misconfigured server fails at start-up rather than at a user's first login.
+        """
+        ctx = await self._context()
+        try:
+            await ctx.upstream.metadata()
+        except OIDCProviderError as exc:
+            raise ConfigurationError(exc.description) from exc
+        logger.info("authorization server %s federating to %s", self.issuer, self.settings.upstream.issuer)
+
+    async def aclose(self) -> None:
+        if self._ctx is not None:
+            await self._ctx.upstream.aclose()
+
+    def install(self, server: Any) -> None:
+        """Add our routes to an ``MCPServer``/``FastMCP``: callback, OIDC discovery, JWKS, health."""
+        from .routes import ProviderRoutes
+
+        ProviderRoutes(self).install(server)
+
+    async def context(self) -> Context:
+        return await self._context()
+
+    # OAuthAuthorizationServerProvider
+
+    async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
+        if not client_id or len(client_id) > 256:
+            return None
+        return await registration.load_client(await self._context(), client_id)
+
+    async def register_client(self, client_info: OAuthClientInformationFull) -> None:
+        await registration.register_client(await self._context(), client_info)
+
+    async def authorize(self, client: OAuthClientInformationFull, params: AuthorizationParams) -> str:
+        return await authorize.begin_login(await self._context(), client, params)
+
+    async def load_authorization_code(
+        self, client: OAuthClientInformationFull, authorization_code: str
+    ) -> FederatedAuthorizationCode | None:
+        return await token.load_authorization_code(await self._context(), client, authorization_code)
+
+    async def exchange_authorization_code(
+        self, client: OAuthClientInformationFull, authorization_code: FederatedAuthorizationCode
+    ) -> OAuthToken:
+        try:
+            return await token.exchange_authorization_code(await self._context(), client, authorization_code)
+        except OIDCProviderError as exc:
+            raise _token_error(exc) from exc
+
+    async def load_refresh_token(
+        self, client: OAuthClientInformationFull, refresh_token: str
+    ) -> FederatedRefreshToken | None:
+        return await token.load_refresh_token(await self._context(), client, refresh_token)
+
+    async def exchange_refresh_token(
+        self, client: OAuthClientInformationFull, refresh_token: FederatedRefreshToken, scopes: list[str]
+    ) -> OAuthToken:
+        try:
+            return await token.exchange_refresh_token(await self._context(), client, refresh_token, scopes)
+        except OIDCProviderError as exc:
+            raise _token_error(exc) from exc
+
+    async def load_access_token(self, token_value: str) -> FederatedAccessToken | None:
+        ctx = self._ctx or await self._context()
+        try:
+            access = await token.verify_access_token(ctx, token_value)
+        except Exception:
+            # Fail closed: a store outage must not let a token through, nor leak a traceback.
+            logger.error("bearer check failed: store unavailable?", exc_info=False)
+            return None
+        return access.bind_source(self) if access is not None else None
+
+    async def revoke_token(self, token_obj: FederatedAccessToken | FederatedRefreshToken) -> None:
+        await revocation.revoke(await self._context(), token_obj)
+
+    # upstream tokens for tools
+
+    async def upstream_tokens_for(self, access: FederatedAccessToken) -> UpstreamTokens | None:
+        ctx = await self._context()
+        found = await ctx.repo.load_grant_with_ttl(access.grant_id)
+        if found is None or found[0].upstream is None:
+            return None
+        grant, _ = found
+        current = grant.upstream
+        assert current is not None
+        if not _needs_refresh(current, ctx.now()):
+            return current
+        lock = self._refresh_locks.setdefault(grant.grant_id, anyio.Lock())
+        async with lock:
+            found = await ctx.repo.load_grant_with_ttl(access.grant_id)
+            if found is None or found[0].upstream is None:
+                return None
+            grant, remaining = found
+            current = grant.upstream
+            assert current is not None
+            if not _needs_refresh(current, ctx.now()) or current.refresh_token is None:
+                return current
+            try:
+                response = await ctx.upstream.refresh(current.refresh_token)
+            except OIDCProviderError:
+                logger.warning("upstream token refresh failed for grant %s", grant.grant_id)
+                return current
+            fresh = tokens_from_response(response, ctx.now())
+            if fresh.refresh_token is None:
+                fresh = fresh.model_copy(update={"refresh_token": current.refresh_token})
+            if fresh.id_token is None:
+                fresh = fresh.model_copy(update={"id_token": current.id_token})
+            await ctx.repo.save_grant(
+                grant.model_copy(update={"upstream": fresh}), remaining or self.settings.refresh_token_ttl
+            )
+        self._refresh_locks.pop(grant.grant_id, None)
+        return fresh
+
+
+def _needs_refresh(tokens: UpstreamTokens, now: float) -> bool:
+    return tokens.refresh_token is not None and tokens.expires_at is not None and tokens.expires_at < now + UPSTREAM_REFRESH_MARGIN
+
+
+def _token_error(exc: OIDCProviderError) -> Exception:
+    from .errors import to_token_error
+
+    return to_token_error(exc)

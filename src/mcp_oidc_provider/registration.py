@@ -1,0 +1,59 @@
+"""Dynamic client registration, RFC 7591.
+
+The SDK's handler parses the request, mints the client id and secret and checks scopes and
+grant types; we add the redirect-URI policy (:mod:`.redirect_policy`), store the metadata with
+an idle TTL renewed on use, and never store the secret: it is derived (see
+:func:`.tokens.derive_client_secret`) and handed back through the SDK's response object.
+"""
+
+from __future__ import annotations
+
+from mcp.server.auth.provider import RegistrationError
+from mcp.shared.auth import OAuthClientInformationFull
+
+from . import audit
+from .context import Context
+from .redirect_policy import RedirectUriRefused, ensure_redirect_uri_allowed
+from .store import ClientRecord
+from .tokens import derive_client_secret
+
+#: Renew a registration's TTL when less than this share of it is left, not on every request.
+RENEW_BELOW = 0.9
+
+
+def ensure_redirect_uris_allowed(ctx: Context, client: OAuthClientInformationFull) -> None:
+    """RFC 7591 §2: the server decides which redirect URIs it accepts."""
+    for uri in client.redirect_uris or []:
+        try:
+            ensure_redirect_uri_allowed(str(uri), ctx.settings.private_use_schemes)
+        except RedirectUriRefused as exc:
+            raise RegistrationError(error="invalid_redirect_uri", error_description=str(exc)) from exc
+
+
+def issue_derived_secret(ctx: Context, client: OAuthClientInformationFull) -> bool:
+    """Replace the SDK-minted secret by one derived from our seed; the SDK returns this object."""
+    if not client.client_secret:
+        return False
+    client.client_secret = derive_client_secret(ctx.keys.secret, client.client_id or "", client.client_id_issued_at or 0)
+    return True
+
+
+async def register_client(ctx: Context, client: OAuthClientInformationFull) -> None:
+    ensure_redirect_uris_allowed(ctx, client)
+    has_secret = issue_derived_secret(ctx, client)
+    metadata = client.model_dump(mode="json", exclude={"client_secret"}, exclude_none=True)
+    await ctx.repo.save_client(client.client_id or "", ClientRecord(metadata=metadata, has_secret=has_secret), ctx.settings.client_ttl)
+    audit.emit("client.registered", client_id=client.client_id)
+
+
+async def load_client(ctx: Context, client_id: str) -> OAuthClientInformationFull | None:
+    found = await ctx.repo.load_client_with_ttl(client_id)
+    if found is None:
+        return None
+    record, remaining = found
+    if remaining is not None and remaining < ctx.settings.client_ttl * RENEW_BELOW:
+        await ctx.repo.save_client(client_id, record, ctx.settings.client_ttl)
+    data = dict(record.metadata)
+    if record.has_secret:
+        data["client_secret"] = derive_client_secret(ctx.keys.secret, client_id, int(data.get("client_id_issued_at") or 0))
+    return OAuthClientInformationFull.model_validate(data)

@@ -1,0 +1,222 @@
+"""The token endpoint after the SDK's checks, and the bearer check of every MCP request.
+
+The SDK checks (RFC 6749 §4.1.3, §6; RFC 7636 §4.6): client authentication, the code's
+client and expiry, ``redirect_uri`` equality, the PKCE verifier, and that refreshed scopes
+are within the original ones. We add:
+
+- :func:`consume_code_once`: a code redeems once (RFC 6749 §4.1.2); a replayed code revokes
+  every token issued from it (§10.5 "SHOULD revoke", RFC 9700 §4.5.3);
+- :func:`rotate_refresh_token`: a refresh token is used once and replaced (OAuth 2.1 §4.3.1);
+  presenting a rotated-away one revokes the grant (RFC 9700 §4.14.2);
+- :func:`verify_access_token`: our JWT's signature, ``typ``, ``iss``, ``aud``, ``exp`` and
+  ``nbf`` (RFC 9068 §4), then that its grant still exists (revocation, RFC 7009 §2).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+
+from . import audit
+from .context import Context
+from .errors import InvalidGrant
+from .keys import InvalidJWT
+from .models import FederatedAccessToken, FederatedAuthorizationCode, FederatedRefreshToken
+from .store import GrantRecord, RefreshTokenRecord, SpentMarker
+from .tokens import ACCESS_TOKEN_TYP, mint_access_token, new_refresh_token
+
+#: Leeway for ``nbf``/``iat`` between replicas whose clocks differ slightly.
+CLOCK_SKEW_SECONDS = 30
+
+
+async def revoke_grant(ctx: Context, grant_id: str, event: audit.Event, client_id: str | None = None) -> None:
+    if await ctx.repo.revoke_grant(grant_id):
+        audit.emit(event, logging.WARNING if event != "grant.revoked" else logging.INFO, client_id=client_id, grant_id=grant_id)
+
+
+# authorization_code grant
+
+
+async def load_authorization_code(
+    ctx: Context, client: OAuthClientInformationFull, code: str
+) -> FederatedAuthorizationCode | None:
+    if len(code) > 512:
+        return None
+    record = await ctx.repo.load_code(code)
+    if record is None:
+        spent = await ctx.repo.spent_code(code)
+        if spent is not None:
+            # RFC 6749 §4.1.2: a code used twice MUST be refused and SHOULD revoke its tokens.
+            await revoke_grant(ctx, spent.grant_id, "code.replayed", client.client_id)
+        return None
+    if record.client_id != client.client_id:
+        return None
+    return FederatedAuthorizationCode(
+        code=code,
+        scopes=record.scopes,
+        expires_at=record.expires_at,
+        client_id=record.client_id,
+        code_challenge=record.code_challenge,
+        redirect_uri=record.redirect_uri,  # type: ignore[arg-type]
+        redirect_uri_provided_explicitly=record.redirect_uri_provided_explicitly,
+        resource=record.resource,
+        subject=record.subject,
+        grant_id=record.grant_id,
+    )
+
+
+async def consume_code_once(ctx: Context, code: str) -> None:
+    """Claim the code; the loser of a concurrent redemption gets ``invalid_grant``."""
+    record = await ctx.repo.claim_code(code)
+    if record is None:
+        raise InvalidGrant("authorization code is invalid or was already used")
+    await ctx.repo.mark_code_spent(
+        code, SpentMarker(grant_id=record.grant_id, spent_at=ctx.now()), ctx.settings.refresh_token_ttl
+    )
+
+
+async def load_live_grant(ctx: Context, grant_id: str, client_id: str) -> GrantRecord:
+    grant = await ctx.repo.load_grant(grant_id)
+    if grant is None or grant.client_id != client_id:
+        raise InvalidGrant("the grant was revoked or has expired")
+    return grant
+
+
+async def issue_tokens(ctx: Context, grant: GrantRecord, scopes: list[str]) -> OAuthToken:
+    now = int(ctx.now())
+    lifetime = ctx.settings.access_token_ttl
+    access_token, _ = mint_access_token(
+        ctx.keys,
+        issuer=ctx.issuer,
+        subject=grant.subject,
+        audience=grant.resource,
+        client_id=grant.client_id,
+        scopes=scopes,
+        grant_id=grant.grant_id,
+        issued_at=now,
+        lifetime=lifetime,
+    )
+    refresh_token = new_refresh_token()
+    refresh_ttl = ctx.settings.refresh_token_ttl
+    await ctx.repo.save_grant(grant, refresh_ttl)
+    await ctx.repo.save_refresh_token(
+        refresh_token,
+        RefreshTokenRecord(
+            grant_id=grant.grant_id,
+            client_id=grant.client_id,
+            subject=grant.subject,
+            scopes=scopes,
+            resource=grant.resource,
+            expires_at=now + refresh_ttl,
+        ),
+        refresh_ttl,
+    )
+    # expires_in is exact: Python MCP clients answer a 401 with a full new login, not a refresh.
+    return OAuthToken(
+        access_token=access_token,
+        token_type="Bearer",
+        expires_in=lifetime,
+        refresh_token=refresh_token,
+        scope=" ".join(scopes),
+    )
+
+
+async def exchange_authorization_code(
+    ctx: Context, client: OAuthClientInformationFull, code: FederatedAuthorizationCode
+) -> OAuthToken:
+    await consume_code_once(ctx, code.code)
+    grant = await load_live_grant(ctx, code.grant_id, client.client_id or "")
+    tokens = await issue_tokens(ctx, grant, code.scopes)
+    audit.emit("token.issued", client_id=client.client_id, grant_id=grant.grant_id)
+    return tokens
+
+
+# refresh_token grant
+
+
+async def load_refresh_token(
+    ctx: Context, client: OAuthClientInformationFull, token: str
+) -> FederatedRefreshToken | None:
+    if len(token) > 512:
+        return None
+    record = await ctx.repo.load_refresh_token(token)
+    if record is None:
+        spent = await ctx.repo.spent_refresh_token(token)
+        if spent is not None:
+            # RFC 9700 §4.14.2: reuse of a rotated refresh token means it leaked; revoke the grant.
+            await revoke_grant(ctx, spent.grant_id, "refresh_token.reuse_detected", client.client_id)
+        return None
+    if record.client_id != client.client_id:
+        return None
+    if await ctx.repo.load_grant(record.grant_id) is None:
+        return None
+    return FederatedRefreshToken(
+        token=token,
+        client_id=record.client_id,
+        scopes=record.scopes,
+        expires_at=record.expires_at,
+        resource=record.resource,
+        subject=record.subject,
+        grant_id=record.grant_id,
+    )
+
+
+async def rotate_refresh_token(ctx: Context, token: str) -> None:
+    record = await ctx.repo.claim_refresh_token(token)
+    if record is None:
+        raise InvalidGrant("refresh token is invalid or was already used")
+    await ctx.repo.mark_refresh_token_spent(
+        token, SpentMarker(grant_id=record.grant_id, spent_at=ctx.now()), ctx.settings.refresh_token_ttl
+    )
+
+
+async def exchange_refresh_token(
+    ctx: Context, client: OAuthClientInformationFull, token: FederatedRefreshToken, scopes: list[str]
+) -> OAuthToken:
+    await rotate_refresh_token(ctx, token.token)
+    grant = await load_live_grant(ctx, token.grant_id, client.client_id or "")
+    tokens = await issue_tokens(ctx, grant, scopes or token.scopes)
+    audit.emit("token.refreshed", client_id=client.client_id, grant_id=grant.grant_id)
+    return tokens
+
+
+# the bearer check
+
+
+def check_access_token_claims(ctx: Context, claims: dict[str, object], now: float) -> bool:
+    """RFC 9068 §4: issuer, audience, expiry; plus the claims we rely on."""
+    exp, nbf = claims.get("exp"), claims.get("nbf", claims.get("iat"))
+    return (
+        claims.get("iss") == ctx.issuer
+        and claims.get("aud") in ctx.settings.resource_urls
+        and isinstance(exp, int)
+        and exp > now
+        and (not isinstance(nbf, int) or nbf <= now + CLOCK_SKEW_SECONDS)
+        and isinstance(claims.get("sub"), str)
+        and isinstance(claims.get("client_id"), str)
+        and isinstance(claims.get("gid"), str)
+    )
+
+
+async def verify_access_token(ctx: Context, token: str) -> FederatedAccessToken | None:
+    try:
+        claims = ctx.keys.verify(token, ACCESS_TOKEN_TYP)
+    except InvalidJWT:
+        return None
+    if not check_access_token_claims(ctx, claims, ctx.now()):
+        return None
+    grant = await ctx.repo.load_grant(str(claims["gid"]))
+    if grant is None or grant.client_id != claims["client_id"]:
+        return None
+    scope = claims.get("scope")
+    return FederatedAccessToken(
+        token=token,
+        client_id=str(claims["client_id"]),
+        scopes=scope.split() if isinstance(scope, str) else [],
+        expires_at=int(claims["exp"]),  # type: ignore[call-overload]
+        resource=str(claims["aud"]),
+        subject=str(claims["sub"]),
+        claims={**grant.claims, **claims},
+        grant_id=grant.grant_id,
+    )

@@ -1,0 +1,163 @@
+"""Our OAuth client at the upstream IdP (authlib): the only outbound HTTP of the package.
+
+OIDC Core §3.1.2.1: we send ``state`` (our login transaction id), ``nonce`` and our own PKCE
+S256 challenge (RFC 7636 §4.3, required by OAuth 2.1 whatever the IdP enforces). At the token
+endpoint we authenticate with ``client_secret_basic`` unless configured otherwise (RFC 6749
+§2.3.1: every authorization server supports it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import anyio
+import httpx2
+from authlib.integrations.httpx_client import AsyncOAuth2Client
+from authlib.oauth2.rfc6749 import OAuth2Error
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from ..clock import Clock
+from ..errors import UpstreamError, UpstreamIdTokenInvalid, UpstreamUnavailable
+from ..settings import UpstreamSettings
+from ..store import UpstreamTokens
+from .discovery import UpstreamMetadata, discover
+from .id_token import allowed_algorithms, validate_id_token
+
+logger = logging.getLogger("mcp_oidc_provider.upstream")
+
+JWKS_REFETCH_COOLDOWN_SECONDS = 30.0
+
+
+class UpstreamClient:
+    def __init__(self, settings: UpstreamSettings, redirect_uri: str, clock: Clock) -> None:
+        self.settings = settings
+        self.redirect_uri = redirect_uri
+        self._clock = clock
+        self._http = httpx2.AsyncClient(timeout=settings.timeout_seconds, follow_redirects=False)
+        self._metadata: UpstreamMetadata | None = None
+        self._jwks: KeySet | None = None
+        self._jwks_fetched_at = 0.0
+        self._lock = anyio.Lock()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def metadata(self) -> UpstreamMetadata:
+        """The discovered metadata; fetched on first use and retried until it succeeds once."""
+        if self._metadata is None:
+            async with self._lock:
+                if self._metadata is None:
+                    self._metadata = await discover(self._http, self.settings.issuer)
+        return self._metadata
+
+    def _oauth(self, metadata: UpstreamMetadata) -> AsyncOAuth2Client:
+        secret = self.settings.client_secret.get_secret_value() if self.settings.client_secret else None
+        return AsyncOAuth2Client(
+            client_id=self.settings.client_id,
+            client_secret=secret,
+            token_endpoint_auth_method=self.settings.token_endpoint_auth_method,
+            redirect_uri=self.redirect_uri,
+            scope=" ".join(self.settings.scopes),
+            code_challenge_method="S256",
+            timeout=self.settings.timeout_seconds,
+        )
+
+    async def authorization_url(self, *, state: str, nonce: str, code_verifier: str) -> str:
+        metadata = await self.metadata()
+        async with self._oauth(metadata) as oauth:
+            url, _ = oauth.create_authorization_url(
+                metadata.authorization_endpoint,
+                state=state,
+                nonce=nonce,
+                code_verifier=code_verifier,
+                **dict(self.settings.extra_authorize_params),
+            )
+        return str(url)
+
+    async def exchange_code(self, *, code: str, code_verifier: str) -> dict[str, Any]:
+        """RFC 6749 §4.1.3 at the upstream token endpoint."""
+        metadata = await self.metadata()
+        try:
+            async with self._oauth(metadata) as oauth:
+                token = await oauth.fetch_token(
+                    metadata.token_endpoint,
+                    grant_type="authorization_code",
+                    code=code,
+                    code_verifier=code_verifier,
+                    redirect_uri=self.redirect_uri,
+                )
+        except httpx2.TransportError as exc:
+            raise UpstreamUnavailable("The identity provider could not be reached") from exc
+        except (OAuth2Error, httpx2.HTTPError, ValueError, KeyError) as exc:
+            logger.warning("upstream token endpoint refused the code: %s", type(exc).__name__)
+            raise UpstreamError("The identity provider refused to complete the login") from exc
+        return dict(token)
+
+    async def refresh(self, refresh_token: str) -> dict[str, Any]:
+        metadata = await self.metadata()
+        try:
+            async with self._oauth(metadata) as oauth:
+                token = await oauth.refresh_token(metadata.token_endpoint, refresh_token=refresh_token)
+        except httpx2.TransportError as exc:
+            raise UpstreamUnavailable("The identity provider could not be reached") from exc
+        except (OAuth2Error, httpx2.HTTPError, ValueError, KeyError) as exc:
+            raise UpstreamError("The identity provider refused to refresh the tokens") from exc
+        return dict(token)
+
+    async def _keys(self, force: bool) -> KeySet:
+        metadata = await self.metadata()
+        now = time.monotonic()
+        if self._jwks is not None and not force:
+            return self._jwks
+        if self._jwks is not None and now - self._jwks_fetched_at < JWKS_REFETCH_COOLDOWN_SECONDS:
+            return self._jwks
+        try:
+            response = await self._http.get(metadata.jwks_uri)
+            response.raise_for_status()
+            self._jwks = KeySet.import_key_set(response.json())
+        except httpx2.TransportError as exc:
+            raise UpstreamUnavailable("The identity provider's keys could not be fetched") from exc
+        except (httpx2.HTTPError, ValueError, JoseError, TypeError, KeyError) as exc:
+            raise UpstreamError("The identity provider published invalid keys") from exc
+        self._jwks_fetched_at = now
+        return self._jwks
+
+    async def validate_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
+        """OIDC Core §3.1.3.7; an unknown signing key triggers one JWKS refetch (key rotation)."""
+        metadata = await self.metadata()
+        algorithms = allowed_algorithms(metadata.id_token_signing_alg_values_supported)
+        for force in (False, True):
+            keys = await self._keys(force)
+            try:
+                return validate_id_token(
+                    id_token,
+                    keys=keys,
+                    algorithms=algorithms,
+                    issuer=metadata.issuer,
+                    client_id=self.settings.client_id,
+                    nonce=nonce,
+                    now=self._clock.now,
+                )
+            except UpstreamIdTokenInvalid:
+                if force:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def tokens_from_response(token: dict[str, Any], now: float) -> UpstreamTokens:
+    expires_at: float | None = None
+    if isinstance(token.get("expires_at"), (int, float)):
+        expires_at = float(token["expires_at"])
+    elif isinstance(token.get("expires_in"), (int, float)):
+        expires_at = now + float(token["expires_in"])
+    return UpstreamTokens(
+        access_token=str(token.get("access_token", "")),
+        token_type=str(token.get("token_type", "Bearer")),
+        id_token=token.get("id_token"),
+        refresh_token=token.get("refresh_token"),
+        expires_at=expires_at,
+        scope=token.get("scope"),
+    )
