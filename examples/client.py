@@ -117,9 +117,15 @@ class HeadlessLogin:
         return callback_result(self.result)
 
 
-async def call_whoami(server_url: str, headless: bool, user: str) -> dict[str, Any]:
+async def call_whoami(
+    server_url: str, headless: bool, user: str, storage: MemoryTokenStorage | None = None
+) -> dict[str, Any]:
+    """Log in if ``storage`` holds no tokens, then call ``whoami`` and return its JSON."""
     port = free_port()
     redirect_uri = f"http://127.0.0.1:{port}/callback"
+    if storage is not None and storage.client is not None and storage.client.redirect_uris:
+        redirect_uri = str(storage.client.redirect_uris[0])
+        port = urlsplit(redirect_uri).port or port
     login: HeadlessLogin | BrowserLogin = HeadlessLogin(redirect_uri, user) if headless else BrowserLogin(port)
     auth = OAuthClientProvider(
         server_url=server_url,
@@ -131,7 +137,7 @@ async def call_whoami(server_url: str, headless: bool, user: str) -> dict[str, A
                 "response_types": ["code"],
             }
         ),
-        storage=MemoryTokenStorage(),
+        storage=storage if storage is not None else MemoryTokenStorage(),
         redirect_handler=login.redirect,
         callback_handler=login.callback,
     )
