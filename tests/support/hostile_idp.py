@@ -29,6 +29,8 @@ class HostileIdP:
         self.mode = "ok"
         self.authorize_error: str | None = None
         self.token_status = 200
+        #: Seconds added to the IdP's clock (to agree with a test's frozen clock).
+        self.time_offset = 0.0
         self.key = RSAKey.generate_key(2048, parameters={"alg": "RS256", "use": "sig"}, auto_kid=True)
         self.other_key = RSAKey.generate_key(2048, parameters={"alg": "RS256", "use": "sig", "kid": self.key.kid})
         self.nonces: dict[str, str] = {}
@@ -85,7 +87,7 @@ class HostileIdP:
         return JSONResponse(body)
 
     def id_token(self, nonce: str) -> str:
-        now = int(time.time())
+        now = int(time.time() + self.time_offset)
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": "mallory",
