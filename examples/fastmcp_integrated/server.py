@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,7 +48,7 @@ def whoami() -> str:
     )
 
 
-def build_app(provider: OIDCProvider, config: EnvConfig) -> Any:
+def build_app(provider: OIDCProvider, config: EnvConfig, extra_tools: Sequence[Callable[..., Any]] = ()) -> Any:
     base = urlsplit(config.base_url)
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
@@ -68,11 +69,13 @@ def build_app(provider: OIDCProvider, config: EnvConfig) -> Any:
             streamable_http_path="/mcp",
             transport_security=security,
         )
-        server_v1.tool()(whoami)
+        for tool in (whoami, *extra_tools):
+            server_v1.tool()(tool)
         provider.install(server_v1)
         return server_v1.streamable_http_app()
     server = MCPServer(name="whoami-demo", auth_server_provider=provider, auth=provider.auth_settings())
-    server.tool()(whoami)
+    for tool in (whoami, *extra_tools):
+        server.tool()(tool)
     provider.install(server)
     return server.streamable_http_app(streamable_http_path="/mcp", host=config.host, transport_security=security)
 

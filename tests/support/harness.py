@@ -123,6 +123,24 @@ class Harness:
         assert response.status_code == 200, response.text
         return client, response.json()
 
+    async def call_tool(self, access_token: str, name: str) -> dict[str, Any]:
+        """tools/call through the SDK's client session, authenticated by a bearer token."""
+        import json
+
+        from client import httpx  # the SDK's HTTP client module for this mcp major
+        from mcp import ClientSession
+        from mcp.client.streamable_http import streamable_http_client
+
+        async with contextlib.AsyncExitStack() as stack:
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(headers={"Authorization": f"Bearer {access_token}"}, timeout=15)
+            )
+            streams = await stack.enter_async_context(streamable_http_client(self.mcp_url, http_client=http))
+            session = await stack.enter_async_context(ClientSession(streams[0], streams[1]))
+            await session.initialize()
+            result = await session.call_tool(name, {})
+            return dict(json.loads(result.content[0].text))  # type: ignore[union-attr]
+
     async def mcp(self, access_token: str | None) -> httpx2.Response:
         headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
         if access_token is not None:
@@ -139,6 +157,8 @@ async def integrated_server(
     store: AsyncKeyValue | None = None,
     clock: Clock | None = None,
     start: bool = True,
+    claims_mapper: Any = None,
+    extra_tools: Any = (),
     **overrides: Any,
 ) -> AsyncIterator[Harness]:
     port = free_port()
@@ -150,10 +170,10 @@ async def integrated_server(
         **overrides,
     )
     store = store if store is not None else MemoryStore()
-    provider = OIDCProvider(settings, store, clock=clock)
+    provider = OIDCProvider(settings, store, clock=clock, claims_mapper=claims_mapper)
     if start:
         await provider.start()
-    app = build_app(provider, config)
+    app = build_app(provider, config, extra_tools)
     async with serve_in_loop(app, port) as base, httpx2.AsyncClient(timeout=15) as http:
         try:
             yield Harness(base, provider, store, http)

@@ -29,6 +29,9 @@ class HostileIdP:
         self.mode = "ok"
         self.authorize_error: str | None = None
         self.token_status = 200
+        self.access_token_lifetime = 300
+        self.refreshes = 0
+        self.issued: list[dict[str, Any]] = []
         #: Seconds added to the IdP's clock (to agree with a test's frozen clock).
         self.time_offset = 0.0
         self.key = RSAKey.generate_key(2048, parameters={"alg": "RS256", "use": "sig"}, auto_kid=True)
@@ -80,10 +83,17 @@ class HostileIdP:
         self.token_requests.append({k: str(v) for k, v in form.items()} | {"authorization": request.headers.get("authorization", "")})
         if self.token_status != 200:
             return JSONResponse({"error": "server_error"}, status_code=self.token_status)
-        nonce = self.nonces.pop(str(form.get("code")), "")
-        body: dict[str, Any] = {"access_token": secrets.token_urlsafe(16), "token_type": "Bearer", "expires_in": 300}
-        if self.mode != "no_id_token":
-            body["id_token"] = self.id_token(nonce)
+        body: dict[str, Any] = {
+            "access_token": secrets.token_urlsafe(16),
+            "token_type": "Bearer",
+            "expires_in": self.access_token_lifetime,
+            "refresh_token": secrets.token_urlsafe(16),
+        }
+        if form.get("grant_type") == "refresh_token":
+            self.refreshes += 1
+        elif self.mode != "no_id_token":
+            body["id_token"] = self.id_token(self.nonces.pop(str(form.get("code")), ""))
+        self.issued.append(body)
         return JSONResponse(body)
 
     def id_token(self, nonce: str) -> str:
