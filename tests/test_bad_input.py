@@ -26,7 +26,9 @@ async def hostile() -> AsyncIterator[HostileIdP]:
 
 @pytest.fixture
 async def hostile_server(hostile: HostileIdP) -> AsyncIterator[Harness]:
-    async with integrated_server(hostile.issuer, client_id=hostile.client_id, client_secret="hostile-secret") as harness:
+    async with integrated_server(
+        hostile.issuer, client_id=hostile.client_id, client_secret="hostile-secret"
+    ) as harness:
         yield harness
 
 
@@ -41,7 +43,8 @@ def assert_no_token(response: httpx2.Response) -> None:
 async def test_an_unknown_client_at_authorize_gets_a_400_and_no_redirect(server: Harness) -> None:
     _, challenge = pkce()
     url = server.authorize_url(
-        type("C", (), {"client_id": "no-such-client", "redirect_uri": "http://127.0.0.1:9/cb"})(), challenge  # type: ignore[arg-type]
+        type("C", (), {"client_id": "no-such-client", "redirect_uri": "http://127.0.0.1:9/cb"})(),
+        challenge,  # type: ignore[arg-type]
     )
     response = await server.http.get(url)
     assert response.status_code == 400
@@ -52,7 +55,12 @@ async def test_an_unknown_client_at_authorize_gets_a_400_and_no_redirect(server:
 async def test_an_unknown_client_at_token_is_refused_as_invalid_client(server: Harness) -> None:
     response = await server.http.post(
         server.base + "/token",
-        data={"grant_type": "authorization_code", "client_id": "no-such-client", "code": "x", "code_verifier": "y" * 43},
+        data={
+            "grant_type": "authorization_code",
+            "client_id": "no-such-client",
+            "code": "x",
+            "code_verifier": "y" * 43,
+        },
     )
     assert response.status_code == 401
     assert response.json()["error"] in ("invalid_client", "unauthorized_client")
@@ -199,7 +207,9 @@ async def test_an_access_token_with_a_tampered_payload_gets_401(server: Harness)
 # the upstream callback
 
 
-async def test_a_tampered_upstream_state_gets_invalid_request_and_no_code(hostile: HostileIdP, hostile_server: Harness) -> None:
+async def test_a_tampered_upstream_state_gets_invalid_request_and_no_code(
+    hostile: HostileIdP, hostile_server: Harness
+) -> None:
     client = await hostile_server.register()
     _, challenge = pkce()
     first = await hostile_server.http.get(hostile_server.authorize_url(client, challenge))
@@ -236,7 +246,9 @@ async def test_a_callback_replayed_after_success_is_refused(server: Harness) -> 
     assert twice.json()["error"] == "invalid_request"
 
 
-@pytest.mark.parametrize("mode", ["wrong_nonce", "wrong_aud", "bad_signature", "wrong_iss", "expired", "no_id_token", "alg_none"])
+@pytest.mark.parametrize(
+    "mode", ["wrong_nonce", "wrong_aud", "bad_signature", "wrong_iss", "expired", "no_id_token", "alg_none"]
+)
 async def test_a_bad_upstream_id_token_gives_the_client_server_error_and_no_code(
     hostile: HostileIdP, hostile_server: Harness, mode: str
 ) -> None:
@@ -275,7 +287,15 @@ async def test_a_user_who_denies_at_the_idp_gets_access_denied(server: Harness) 
     assert "code" not in query
 
 
-@pytest.mark.parametrize(("upstream_error", "expected"), [("access_denied", "access_denied"), ("login_required", "access_denied"), ("server_error", "server_error"), ("temporarily_unavailable", "temporarily_unavailable")])
+@pytest.mark.parametrize(
+    ("upstream_error", "expected"),
+    [
+        ("access_denied", "access_denied"),
+        ("login_required", "access_denied"),
+        ("server_error", "server_error"),
+        ("temporarily_unavailable", "temporarily_unavailable"),
+    ],
+)
 async def test_an_idp_error_reaches_the_client_as_an_oauth_error(
     hostile: HostileIdP, hostile_server: Harness, upstream_error: str, expected: str
 ) -> None:

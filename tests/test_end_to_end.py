@@ -59,7 +59,12 @@ async def test_the_issuer_is_byte_identical_in_every_document_and_token(example_
         oidc = (await http.get(example_server + "/.well-known/openid-configuration")).json()
         prm = (await http.get(example_server + "/.well-known/oauth-protected-resource/mcp")).json()
     assert storage.tokens is not None
-    issuers = {rfc8414["issuer"], oidc["issuer"], prm["authorization_servers"][0], jwt_claims(storage.tokens.access_token)["iss"]}
+    issuers = {
+        rfc8414["issuer"],
+        oidc["issuer"],
+        prm["authorization_servers"][0],
+        jwt_claims(storage.tokens.access_token)["iss"],
+    }
     assert len(issuers) == 1
     for name in ("authorization_endpoint", "token_endpoint", "registration_endpoint", "revocation_endpoint"):
         assert oidc[name] == rfc8414[name]
@@ -76,7 +81,8 @@ async def test_a_refresh_rotates_both_tokens_and_the_old_refresh_token_is_refuse
 
     async with httpx2.AsyncClient() as http:
         refreshed = await http.post(
-            example_server + "/token", data=token_form(storage, grant_type="refresh_token", refresh_token=first.refresh_token or "")
+            example_server + "/token",
+            data=token_form(storage, grant_type="refresh_token", refresh_token=first.refresh_token or ""),
         )
         assert refreshed.status_code == 200, refreshed.text
         assert refreshed.headers["cache-control"] == "no-store"
@@ -94,7 +100,8 @@ async def test_a_refresh_rotates_both_tokens_and_the_old_refresh_token_is_refuse
         assert identity["sub"] == "alice"
 
         replay = await http.post(
-            example_server + "/token", data=token_form(storage, grant_type="refresh_token", refresh_token=first.refresh_token or "")
+            example_server + "/token",
+            data=token_form(storage, grant_type="refresh_token", refresh_token=first.refresh_token or ""),
         )
         assert replay.status_code == 400
         assert replay.json()["error"] == "invalid_grant"

@@ -61,7 +61,9 @@ async def test_a_claims_mapper_decides_what_is_kept_and_exposed(idp: HostileIdP)
     def only_domain(claims: Mapping[str, Any]) -> Mapping[str, Any]:
         return {"sub": claims["sub"], "org": str(claims["email"]).split("@")[1]}
 
-    async with integrated_server(idp.issuer, client_id=idp.client_id, client_secret="s", claims_mapper=only_domain) as server:
+    async with integrated_server(
+        idp.issuer, client_id=idp.client_id, client_secret="s", claims_mapper=only_domain
+    ) as server:
         tokens = await login(server)
         identity = await server.call_tool(tokens["access_token"], "whoami")
     assert identity["claims"]["org"] == "example.test"

@@ -109,7 +109,9 @@ def main() -> int:
                 anyio.run(serve, config, issuer, DEV_CLIENT_ID, DEV_CLIENT_SECRET)
             else:
                 assert config.upstream_client_id is not None
-                anyio.run(serve, config, config.upstream_issuer, config.upstream_client_id, config.upstream_client_secret)
+                anyio.run(
+                    serve, config, config.upstream_issuer, config.upstream_client_id, config.upstream_client_secret
+                )
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -135,11 +135,11 @@ async def complete_login(ctx: Context, query: Mapping[str, str]) -> CallbackResu
         code = await record_grant_and_code(ctx, txn, claims, token)
     except OIDCProviderError as exc:
         event: audit.Event = "upstream.unreachable" if isinstance(exc, UpstreamUnavailable) else "upstream.login_failed"
-        audit.emit(event, logging.WARNING, client_id=txn.client_id, error=authorize_error_code(exc), reason=type(exc).__name__)
+        audit.emit(
+            event, logging.WARNING, client_id=txn.client_id, error=authorize_error_code(exc), reason=type(exc).__name__
+        )
         return CallbackResult(
-            redirect_to=client_redirect(
-                ctx, txn, error=authorize_error_code(exc), error_description=exc.description
-            )
+            redirect_to=client_redirect(ctx, txn, error=authorize_error_code(exc), error_description=exc.description)
         )
     audit.emit("login.completed", client_id=txn.client_id)
     return CallbackResult(redirect_to=client_redirect(ctx, txn, code=code))

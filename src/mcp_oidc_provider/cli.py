@@ -19,7 +19,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "keygen":
         jwks = generate_jwks(args.alg)
-        sys.stdout.write(json.dumps(jwks, indent=2 if args.pretty else None, separators=None if args.pretty else (",", ":")))
+        sys.stdout.write(
+            json.dumps(jwks, indent=2 if args.pretty else None, separators=None if args.pretty else (",", ":"))
+        )
         sys.stdout.write("\n")
         return 0
     return 2  # pragma: no cover

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 logger = logging.getLogger("mcp_oidc_provider.devidp")
 
 DEV_CLIENT_ID = "mcp-oidc-provider-dev"
-DEV_CLIENT_SECRET = "dev-secret-not-for-production"  # noqa: S105
+DEV_CLIENT_SECRET = "dev-secret-not-for-production"
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ DEFAULT_USERS = (DevUser(sub="alice", email="alice@example.test", name="Alice Ex
 def run_dev_idp(users: Sequence[DevUser] = DEFAULT_USERS, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Run the development IdP until the block ends; yields its issuer URL."""
     try:
-        import oidc_provider_mock
+        import oidc_provider_mock  # type: ignore[import-untyped]
         import werkzeug.serving
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise RuntimeError(
@@ -42,9 +42,7 @@ def run_dev_idp(users: Sequence[DevUser] = DEFAULT_USERS, host: str = "127.0.0.1
         ) from exc
     app = oidc_provider_mock.app(
         require_nonce=True,
-        user_claims=[
-            oidc_provider_mock.User(sub=u.sub, claims={"email": u.email, "name": u.name}) for u in users
-        ],
+        user_claims=[oidc_provider_mock.User(sub=u.sub, claims={"email": u.email, "name": u.name}) for u in users],
     )
     server = werkzeug.serving.make_server(host, port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
@@ -60,7 +58,9 @@ def run_dev_idp(users: Sequence[DevUser] = DEFAULT_USERS, host: str = "127.0.0.1
         server.server_close()
 
 
-def login_headlessly(authorization_url: str, redirect_uri: str, user: str = "alice", action: str = "login") -> dict[str, str]:
+def login_headlessly(
+    authorization_url: str, redirect_uri: str, user: str = "alice", action: str = "login"
+) -> dict[str, str]:
     """Drive a browser's part of the login against the development IdP, without a browser.
 
     Follows the redirects from our /authorize to the IdP's login form, submits it as ``user``

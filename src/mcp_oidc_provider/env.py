@@ -25,6 +25,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pydantic import SecretStr
+
 from .errors import ConfigurationError
 from .settings import ProviderSettings, UpstreamSettings
 
@@ -48,7 +50,7 @@ class EnvConfig:
             upstream = UpstreamSettings(
                 issuer=upstream_issuer,
                 client_id=client_id,
-                client_secret=client_secret,
+                client_secret=SecretStr(client_secret) if client_secret is not None else None,
                 scopes=self.upstream_scopes,
                 token_endpoint_auth_method=self.upstream_auth_method,  # type: ignore[arg-type]
             )

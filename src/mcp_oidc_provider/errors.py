@@ -69,15 +69,15 @@ class UnknownLoginTransaction(InvalidRequest):
 
 
 class UpstreamError(OIDCProviderError):
-    code = "server_error"
+    code: AuthorizeErrorCode = "server_error"
 
 
 class UpstreamUnavailable(UpstreamError):
-    code = "temporarily_unavailable"
+    code: AuthorizeErrorCode = "temporarily_unavailable"
 
 
 class UpstreamIdTokenInvalid(UpstreamError):
-    code = "server_error"
+    code: AuthorizeErrorCode = "server_error"
 
 
 def _sdk_supports_invalid_target() -> bool:
@@ -98,7 +98,7 @@ def authorize_error_code(error: OIDCProviderError) -> AuthorizeErrorCode:
 
 
 def to_authorize_error(error: OIDCProviderError) -> AuthorizeError:
-    return AuthorizeError(error=authorize_error_code(error), error_description=error.description)  # type: ignore[arg-type]
+    return AuthorizeError(error=authorize_error_code(error), error_description=error.description)
 
 
 def to_token_error(error: OIDCProviderError) -> TokenError:
@@ -109,4 +109,4 @@ def to_token_error(error: OIDCProviderError) -> TokenError:
         code = "invalid_grant"
     else:
         code = "invalid_request"
-    return TokenError(error=code, error_description=error.description)  # type: ignore[arg-type]
+    return TokenError(error=code, error_description=error.description)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -29,7 +30,7 @@ _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 def generate_jwks(alg: Alg = "RS256") -> dict[str, Any]:
     """A new private JWKS with one signing key."""
-    params = {"alg": alg, "use": "sig"}
+    params: Any = {"alg": alg, "use": "sig"}
     key = (
         RSAKey.generate_key(2048, parameters=params, auto_kid=True)
         if alg == "RS256"
@@ -62,6 +63,7 @@ class SigningKeys:
                 raise ConfigurationError("JWKS keys must have a kid")
             self._by_kid[key.kid] = key
         self._current = keyset.keys[0]
+        self._verified = VerifiedTokenCache()
         self.secret = secret
         self._public = {"keys": [self._public_dict(k) for k in self._by_kid.values()]}
 
@@ -86,9 +88,37 @@ class SigningKeys:
         """Signature, algorithm and ``typ`` of one of our JWTs; claims are the caller's to check.
 
         RFC 8725 §3.1: the algorithm is the key's own, never the header's choice, so
-        ``alg: none`` and an HMAC signed with our public key are refused.
+        ``alg: none`` and an HMAC signed with our public key are refused. A token whose
+        signature was already verified is served from a small cache: same bytes, same claims.
         """
-        return verify_with_keys(token, typ, self._by_kid)
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = verify_with_keys(token, typ, self._by_kid)
+            self._verified.put(token, claims)
+        return dict(claims)
+
+
+class VerifiedTokenCache:
+    """Claims of JWTs whose signature checked out, most recently used first, bounded.
+
+    Only the signature verdict is cached: expiry, audience and revocation are checked on
+    every request by the caller.
+    """
+
+    def __init__(self, size: int = 2048) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def get(self, token: str) -> dict[str, Any] | None:
+        claims = self._entries.get(token)
+        if claims is not None:
+            self._entries.move_to_end(token)
+        return claims
+
+    def put(self, token: str, claims: dict[str, Any]) -> None:
+        self._entries[token] = claims
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
 
 
 def verify_with_keys(token: str, typ: str, keys: Mapping[str, RSAKey | ECKey]) -> dict[str, Any]:

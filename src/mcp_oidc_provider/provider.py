@@ -36,7 +36,7 @@ from mcp.server.auth.routes import build_metadata
 from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
-from . import authorize, callback, registration, revocation, token
+from . import authorize, registration, revocation, token
 from .clock import Clock, SystemClock
 from .context import ClaimsMapper, Context, default_claims_mapper
 from .errors import ConfigurationError, OIDCProviderError
@@ -255,7 +255,11 @@ class OIDCProvider:
 
 
 def _needs_refresh(tokens: UpstreamTokens, now: float) -> bool:
-    return tokens.refresh_token is not None and tokens.expires_at is not None and tokens.expires_at < now + UPSTREAM_REFRESH_MARGIN
+    return (
+        tokens.refresh_token is not None
+        and tokens.expires_at is not None
+        and tokens.expires_at < now + UPSTREAM_REFRESH_MARGIN
+    )
 
 
 def _token_error(exc: OIDCProviderError) -> Exception:

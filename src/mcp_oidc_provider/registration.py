@@ -34,7 +34,9 @@ def issue_derived_secret(ctx: Context, client: OAuthClientInformationFull) -> bo
     """Replace the SDK-minted secret by one derived from our seed; the SDK returns this object."""
     if not client.client_secret:
         return False
-    client.client_secret = derive_client_secret(ctx.keys.secret, client.client_id or "", client.client_id_issued_at or 0)
+    client.client_secret = derive_client_secret(
+        ctx.keys.secret, client.client_id or "", client.client_id_issued_at or 0
+    )
     return True
 
 
@@ -42,7 +44,9 @@ async def register_client(ctx: Context, client: OAuthClientInformationFull) -> N
     ensure_redirect_uris_allowed(ctx, client)
     has_secret = issue_derived_secret(ctx, client)
     metadata = client.model_dump(mode="json", exclude={"client_secret"}, exclude_none=True)
-    await ctx.repo.save_client(client.client_id or "", ClientRecord(metadata=metadata, has_secret=has_secret), ctx.settings.client_ttl)
+    await ctx.repo.save_client(
+        client.client_id or "", ClientRecord(metadata=metadata, has_secret=has_secret), ctx.settings.client_ttl
+    )
     audit.emit("client.registered", client_id=client.client_id)
 
 
@@ -55,5 +59,7 @@ async def load_client(ctx: Context, client_id: str) -> OAuthClientInformationFul
         await ctx.repo.save_client(client_id, record, ctx.settings.client_ttl)
     data = dict(record.metadata)
     if record.has_secret:
-        data["client_secret"] = derive_client_secret(ctx.keys.secret, client_id, int(data.get("client_id_issued_at") or 0))
+        data["client_secret"] = derive_client_secret(
+            ctx.keys.secret, client_id, int(data.get("client_id_issued_at") or 0)
+        )
     return OAuthClientInformationFull.model_validate(data)

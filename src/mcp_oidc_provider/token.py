@@ -32,7 +32,9 @@ CLOCK_SKEW_SECONDS = 30
 
 async def revoke_grant(ctx: Context, grant_id: str, event: audit.Event, client_id: str | None = None) -> None:
     if await ctx.repo.revoke_grant(grant_id):
-        audit.emit(event, logging.WARNING if event != "grant.revoked" else logging.INFO, client_id=client_id, grant_id=grant_id)
+        audit.emit(
+            event, logging.WARNING if event != "grant.revoked" else logging.INFO, client_id=client_id, grant_id=grant_id
+        )
 
 
 # authorization_code grant
@@ -214,7 +216,7 @@ async def verify_access_token(ctx: Context, token: str) -> FederatedAccessToken 
         token=token,
         client_id=str(claims["client_id"]),
         scopes=scope.split() if isinstance(scope, str) else [],
-        expires_at=int(claims["exp"]),  # type: ignore[call-overload]
+        expires_at=int(claims["exp"]),
         resource=str(claims["aud"]),
         subject=str(claims["sub"]),
         claims={**grant.claims, **claims},

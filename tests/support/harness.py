@@ -24,7 +24,6 @@ from server import build_app  # examples/fastmcp_integrated/server.py
 from mcp_oidc_provider import Clock, OIDCProvider, ProviderSettings, UpstreamSettings
 from mcp_oidc_provider.devidp import DEV_CLIENT_ID, DEV_CLIENT_SECRET, login_headlessly
 from mcp_oidc_provider.env import load_env_config
-
 from support.net import free_port, serve_in_loop
 
 MCP_INITIALIZE = {
@@ -85,7 +84,9 @@ class Harness:
         }
         return f"{self.base}/authorize?{urlencode(query)}"
 
-    async def browser_login(self, url: str, redirect_uri: str, user: str = "alice", action: str = "login") -> dict[str, str]:
+    async def browser_login(
+        self, url: str, redirect_uri: str, user: str = "alice", action: str = "login"
+    ) -> dict[str, str]:
         """What the user's browser does: through /authorize, the IdP, our callback, to the client."""
         return await anyio.to_thread.run_sync(login_headlessly, url, redirect_uri, user, action)
 
@@ -114,7 +115,9 @@ class Harness:
             client, grant_type="authorization_code", code=code, code_verifier=verifier, redirect_uri=client.redirect_uri
         )
 
-    async def login_and_redeem(self, client: Client | None = None, user: str = "alice") -> tuple[Client, dict[str, Any]]:
+    async def login_and_redeem(
+        self, client: Client | None = None, user: str = "alice"
+    ) -> tuple[Client, dict[str, Any]]:
         client = client or await self.register()
         verifier, challenge = pkce()
         query = await self.browser_login(self.authorize_url(client, challenge), client.redirect_uri, user)

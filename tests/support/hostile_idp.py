@@ -80,7 +80,9 @@ class HostileIdP:
 
     async def token(self, request: Request) -> Response:
         form = dict(await request.form())
-        self.token_requests.append({k: str(v) for k, v in form.items()} | {"authorization": request.headers.get("authorization", "")})
+        self.token_requests.append(
+            {k: str(v) for k, v in form.items()} | {"authorization": request.headers.get("authorization", "")}
+        )
         if self.token_status != 200:
             return JSONResponse({"error": "server_error"}, status_code=self.token_status)
         body: dict[str, Any] = {

@@ -46,7 +46,7 @@ def run_process(
     script: Path, env: Mapping[str, str], health_url: str, log_path: Path | None = None
 ) -> Iterator[subprocess.Popen[str]]:
     full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-    log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    log = open(log_path, "w") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(
         [sys.executable, str(script)], env=full_env, stdout=log, stderr=subprocess.STDOUT, text=True
     )

@@ -14,8 +14,8 @@ from typing import Any
 
 import anyio
 import httpx2
-from authlib.integrations.httpx_client import AsyncOAuth2Client
-from authlib.oauth2.rfc6749 import OAuth2Error
+from authlib.integrations.httpx_client import AsyncOAuth2Client  # type: ignore[import-untyped]
+from authlib.oauth2.rfc6749 import OAuth2Error  # type: ignore[import-untyped]
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
