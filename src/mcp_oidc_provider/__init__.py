@@ -6,9 +6,11 @@ from .errors import ConfigurationError, OIDCProviderError
 from .identity import get_upstream_tokens
 from .keys import generate_jwks
 from .models import FederatedAccessToken
+from .outage import StoreOutageMiddleware
 from .provider import OIDCProvider
 from .settings import ProviderSettings, UpstreamSettings
 from .store import UpstreamTokens, store_from_url
+from .verifier import OIDCTokenVerifier
 
 __all__ = [
     "Clock",
@@ -17,7 +19,9 @@ __all__ = [
     "FrozenClock",
     "OIDCProvider",
     "OIDCProviderError",
+    "OIDCTokenVerifier",
     "ProviderSettings",
+    "StoreOutageMiddleware",
     "SystemClock",
     "UpstreamSettings",
     "UpstreamTokens",

@@ -1,4 +1,5 @@
-"""``mcp-oidc-provider``: ``keygen`` prints a private JWKS for the ``JWKS`` variable."""
+"""``mcp-oidc-provider``: ``keygen`` prints a private JWKS for the ``JWKS`` variable; ``serve``
+runs the standalone authorization server (see :mod:`.standalone` and :mod:`.env`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     keygen = commands.add_parser("keygen", help="print a new private JWKS (JSON) for the JWKS variable")
     keygen.add_argument("--pretty", action="store_true", help="indent the JSON (avoid in environment variables)")
     keygen.add_argument("--alg", choices=["RS256", "ES256"], default="RS256")
+    commands.add_parser(
+        "serve",
+        help="run the authorization server alone (proxy mode), configured from the environment",
+    )
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        from .standalone import main as serve_main
+
+        return serve_main()
     if args.command == "keygen":
         jwks = generate_jwks(args.alg)
         sys.stdout.write(

@@ -21,7 +21,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from .errors import ConfigurationError
-from .store import KeyMaterial, Repository
+from .store import KeyMaterial, PublicKeySet, Repository
 
 Alg = Literal["RS256", "ES256"]
 KEY_RECORD_TTL = 400 * 86400
@@ -121,6 +121,27 @@ class VerifiedTokenCache:
             self._entries.popitem(last=False)
 
 
+def public_keys_by_kid(jwks: Mapping[str, Any]) -> dict[str, RSAKey | ECKey]:
+    """Verification keys from a public JWKS: RSA and EC signing keys with a kid and an alg."""
+    found: dict[str, RSAKey | ECKey] = {}
+    try:
+        keyset = KeySet.import_key_set(dict(jwks))  # type: ignore[arg-type]
+    except (JoseError, ValueError, TypeError, KeyError):
+        return found
+    for key in keyset.keys:
+        if isinstance(key, (RSAKey, ECKey)) and key.kid and key.alg in ("RS256", "ES256"):
+            found[key.kid] = key
+    return found
+
+
+def key_id(token: str) -> str | None:
+    try:
+        kid = _peek_header(token).get("kid")
+    except InvalidJWT:
+        return None
+    return kid if isinstance(kid, str) else None
+
+
 def verify_with_keys(token: str, typ: str, keys: Mapping[str, RSAKey | ECKey]) -> dict[str, Any]:
     try:
         header = _peek_header(token)
@@ -172,7 +193,9 @@ async def load_signing_keys(
     """
     stored = await repo.load_keys()
     if jwks is not None and secret is not None:
-        return SigningKeys(jwks, secret)
+        keys = SigningKeys(jwks, secret)
+        await repo.save_public_keys(PublicKeySet(jwks=keys.public_jwks()), KEY_RECORD_TTL)
+        return keys
     if stored is None:
         material = KeyMaterial(
             jwks=dict(jwks) if jwks is not None else generate_jwks(alg),
@@ -190,4 +213,6 @@ async def load_signing_keys(
     else:
         await repo.save_keys(stored, KEY_RECORD_TTL)  # renew the TTL on every start
     seed = secret or base64.urlsafe_b64decode(stored.secret)
-    return SigningKeys(jwks if jwks is not None else stored.jwks, seed)
+    keys = SigningKeys(jwks if jwks is not None else stored.jwks, seed)
+    await repo.save_public_keys(PublicKeySet(jwks=keys.public_jwks()), KEY_RECORD_TTL)
+    return keys

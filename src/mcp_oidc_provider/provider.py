@@ -31,7 +31,7 @@ from typing import Any
 
 import anyio
 from key_value.aio.protocols import AsyncKeyValue
-from mcp.server.auth.provider import AuthorizationParams
+from mcp.server.auth.provider import AuthorizationParams, TokenError
 from mcp.server.auth.routes import build_metadata
 from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
@@ -40,16 +40,15 @@ from . import authorize, registration, revocation, token
 from .clock import Clock, SystemClock
 from .context import ClaimsMapper, Context, default_claims_mapper
 from .errors import ConfigurationError, OIDCProviderError
+from .identity import UpstreamTokenService
 from .keys import load_signing_keys, parse_jwks_json
 from .models import FederatedAccessToken, FederatedAuthorizationCode, FederatedRefreshToken
+from .outage import report_store_outage
 from .settings import ProviderSettings
 from .store import Repository, UpstreamTokens
-from .upstream.client import UpstreamClient, tokens_from_response
+from .upstream.client import UpstreamClient
 
 logger = logging.getLogger("mcp_oidc_provider")
-
-#: Refresh upstream tokens this many seconds before they expire.
-UPSTREAM_REFRESH_MARGIN = 30
 
 
 def _auth_settings_kwargs() -> dict[str, Any]:
@@ -86,7 +85,7 @@ class OIDCProvider:
         self._repo = Repository(store)
         self._ctx: Context | None = None
         self._lock = anyio.Lock()
-        self._refresh_locks: dict[str, anyio.Lock] = {}
+        self._upstream_tokens: UpstreamTokenService | None = None
         # Strings, not AnyHttpUrl objects: mcp 2.x keeps a path-less issuer without a trailing
         # slash only when it parses the string itself (RFC 8414 §3.3 compares issuers exactly).
         self._auth = AuthSettings.model_validate(
@@ -206,60 +205,27 @@ class OIDCProvider:
         ctx = self._ctx or await self._context()
         try:
             access = await token.verify_access_token(ctx, token_value)
-        except Exception:
+        except Exception as exc:
             # Fail closed: a store outage must not let a token through, nor leak a traceback.
-            logger.error("bearer check failed: store unavailable?", exc_info=False)
+            logger.error("bearer check failed, token refused: %s", type(exc).__name__)
+            report_store_outage()
             return None
         return access.bind_source(self) if access is not None else None
 
     async def revoke_token(self, token_obj: FederatedAccessToken | FederatedRefreshToken) -> None:
         await revocation.revoke(await self._context(), token_obj)
 
+    async def exchange_identity_assertion(self, client: OAuthClientInformationFull, params: Any) -> OAuthToken:
+        """SEP-990 ID-JAG (mcp 2.x): not offered; users log in through the upstream IdP."""
+        raise TokenError(error="unsupported_grant_type", error_description="The JWT bearer grant is not supported")
+
     # upstream tokens for tools
 
     async def upstream_tokens_for(self, access: FederatedAccessToken) -> UpstreamTokens | None:
         ctx = await self._context()
-        found = await ctx.repo.load_grant_with_ttl(access.grant_id)
-        if found is None or found[0].upstream is None:
-            return None
-        grant, _ = found
-        current = grant.upstream
-        assert current is not None
-        if not _needs_refresh(current, ctx.now()):
-            return current
-        lock = self._refresh_locks.setdefault(grant.grant_id, anyio.Lock())
-        async with lock:
-            found = await ctx.repo.load_grant_with_ttl(access.grant_id)
-            if found is None or found[0].upstream is None:
-                return None
-            grant, remaining = found
-            current = grant.upstream
-            assert current is not None
-            if not _needs_refresh(current, ctx.now()) or current.refresh_token is None:
-                return current
-            try:
-                response = await ctx.upstream.refresh(current.refresh_token)
-            except OIDCProviderError:
-                logger.warning("upstream token refresh failed for grant %s", grant.grant_id)
-                return current
-            fresh = tokens_from_response(response, ctx.now())
-            if fresh.refresh_token is None:
-                fresh = fresh.model_copy(update={"refresh_token": current.refresh_token})
-            if fresh.id_token is None:
-                fresh = fresh.model_copy(update={"id_token": current.id_token})
-            await ctx.repo.save_grant(
-                grant.model_copy(update={"upstream": fresh}), remaining or self.settings.refresh_token_ttl
-            )
-        self._refresh_locks.pop(grant.grant_id, None)
-        return fresh
-
-
-def _needs_refresh(tokens: UpstreamTokens, now: float) -> bool:
-    return (
-        tokens.refresh_token is not None
-        and tokens.expires_at is not None
-        and tokens.expires_at < now + UPSTREAM_REFRESH_MARGIN
-    )
+        if self._upstream_tokens is None:
+            self._upstream_tokens = UpstreamTokenService(ctx.repo, ctx.upstream, ctx.clock)
+        return await self._upstream_tokens.tokens_for(access)
 
 
 def _token_error(exc: OIDCProviderError) -> Exception:

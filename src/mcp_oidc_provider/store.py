@@ -125,6 +125,12 @@ class KeyMaterial(Record):
     secret: str
 
 
+class PublicKeySet(Record):
+    """The public half of our JWKS, for MCP servers in other processes (proxy mode)."""
+
+    jwks: dict[str, Any]
+
+
 R = TypeVar("R", bound=Record)
 
 
@@ -177,6 +183,7 @@ class Repository:
         self._refresh = Collection(kv, "refresh-tokens", RefreshTokenRecord)
         self._spent_refresh = Collection(kv, "spent-refresh-tokens", SpentMarker)
         self._keys = Collection(kv, "keys", KeyMaterial)
+        self._public_keys = Collection(kv, "public-keys", PublicKeySet)
 
     # clients (RFC 7591)
     async def save_client(self, client_id: str, record: ClientRecord, ttl: float) -> None:
@@ -246,6 +253,12 @@ class Repository:
 
     async def save_keys(self, material: KeyMaterial, ttl: float) -> None:
         await self._keys.put("signing", material, ttl)
+
+    async def load_public_keys(self) -> PublicKeySet | None:
+        return await self._public_keys.get("current")
+
+    async def save_public_keys(self, keys: PublicKeySet, ttl: float) -> None:
+        await self._public_keys.put("current", keys, ttl)
 
 
 def store_from_url(url: str) -> AsyncKeyValue:

@@ -15,6 +15,7 @@ are within the original ones. We add:
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
@@ -23,7 +24,7 @@ from .context import Context
 from .errors import InvalidGrant
 from .keys import InvalidJWT
 from .models import FederatedAccessToken, FederatedAuthorizationCode, FederatedRefreshToken
-from .store import GrantRecord, RefreshTokenRecord, SpentMarker
+from .store import GrantRecord, RefreshTokenRecord, Repository, SpentMarker
 from .tokens import ACCESS_TOKEN_TYP, mint_access_token, new_refresh_token
 
 #: Leeway for ``nbf``/``iat`` between replicas whose clocks differ slightly.
@@ -186,12 +187,13 @@ async def exchange_refresh_token(
 # the bearer check
 
 
-def check_access_token_claims(ctx: Context, claims: dict[str, object], now: float) -> bool:
+def check_access_token_claims(claims: dict[str, object], issuer: str, audiences: tuple[str, ...], now: float) -> bool:
     """RFC 9068 §4: issuer, audience, expiry; plus the claims we rely on."""
-    exp, nbf = claims.get("exp"), claims.get("nbf", claims.get("iat"))
+    exp, nbf, iss = claims.get("exp"), claims.get("nbf", claims.get("iat")), claims.get("iss")
     return (
-        claims.get("iss") == ctx.issuer
-        and claims.get("aud") in ctx.settings.resource_urls
+        isinstance(iss, str)
+        and iss.rstrip("/") == issuer.rstrip("/")
+        and claims.get("aud") in audiences
         and isinstance(exp, int)
         and exp > now
         and (not isinstance(nbf, int) or nbf <= now + CLOCK_SKEW_SECONDS)
@@ -201,14 +203,9 @@ def check_access_token_claims(ctx: Context, claims: dict[str, object], now: floa
     )
 
 
-async def verify_access_token(ctx: Context, token: str) -> FederatedAccessToken | None:
-    try:
-        claims = ctx.keys.verify(token, ACCESS_TOKEN_TYP)
-    except InvalidJWT:
-        return None
-    if not check_access_token_claims(ctx, claims, ctx.now()):
-        return None
-    grant = await ctx.repo.load_grant(str(claims["gid"]))
+async def access_token_from_claims(repo: Repository, token: str, claims: dict[str, Any]) -> FederatedAccessToken | None:
+    """The SDK's view of a verified token, if its grant is still live (RFC 7009 §2)."""
+    grant = await repo.load_grant(str(claims["gid"]))
     if grant is None or grant.client_id != claims["client_id"]:
         return None
     scope = claims.get("scope")
@@ -222,3 +219,13 @@ async def verify_access_token(ctx: Context, token: str) -> FederatedAccessToken 
         claims={**grant.claims, **claims},
         grant_id=grant.grant_id,
     )
+
+
+async def verify_access_token(ctx: Context, token: str) -> FederatedAccessToken | None:
+    try:
+        claims = ctx.keys.verify(token, ACCESS_TOKEN_TYP)
+    except InvalidJWT:
+        return None
+    if not check_access_token_claims(claims, ctx.issuer, ctx.settings.resource_urls, ctx.now()):
+        return None
+    return await access_token_from_claims(ctx.repo, token, claims)

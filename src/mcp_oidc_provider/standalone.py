@@ -1,0 +1,78 @@
+"""The authorization server on its own (proxy mode): ``mcp-oidc-provider serve``.
+
+It serves the SDK's authorization-server routes (RFC 8414 metadata, /authorize, /token,
+/register, /revoke) and ours (upstream callback, OIDC discovery, /jwks, /health). MCP servers
+elsewhere verify its tokens with :class:`~mcp_oidc_provider.verifier.OIDCTokenVerifier` on
+the same store. Configured from the environment (:mod:`.env`) plus ``RESOURCE_URLS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+
+import anyio
+import uvicorn
+from mcp.server.auth.routes import create_auth_routes
+from starlette.applications import Starlette
+
+from .devidp import DEV_CLIENT_ID, DEV_CLIENT_SECRET, run_dev_idp
+from .env import EnvConfig, load_env_config
+from .errors import ConfigurationError
+from .provider import OIDCProvider
+from .routes import ProviderRoutes
+from .store import store_from_url
+
+logger = logging.getLogger("mcp_oidc_provider.standalone")
+
+
+def build_auth_app(provider: OIDCProvider) -> Starlette:
+    auth = provider.auth_settings()
+    routes = create_auth_routes(
+        provider=provider,
+        issuer_url=auth.issuer_url,
+        client_registration_options=auth.client_registration_options,
+        revocation_options=auth.revocation_options,
+    )
+    return Starlette(routes=[*routes, *ProviderRoutes(provider).routes()])
+
+
+async def serve(config: EnvConfig, upstream_issuer: str, client_id: str, client_secret: str | None) -> None:
+    provider = OIDCProvider(
+        config.provider_settings(upstream_issuer, client_id, client_secret),
+        store_from_url(config.store_url),
+        secret_key=config.secret_key,
+    )
+    await provider.start()
+    print(f"authorization server {provider.issuer} for {', '.join(provider.settings.resource_urls)}", flush=True)
+    # uvicorn drains in-flight requests and exits on SIGTERM or SIGINT.
+    server = uvicorn.Server(
+        uvicorn.Config(build_auth_app(provider), host=config.host, port=config.port, log_level="warning")
+    )
+    try:
+        await server.serve()
+    finally:
+        await provider.aclose()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_env_config(default_port=4001)
+        with contextlib.ExitStack() as stack:
+            if config.upstream_issuer is None:
+                issuer = stack.enter_context(run_dev_idp())
+                logger.warning("!!! UPSTREAM_ISSUER is not set: using the embedded DEVELOPMENT IdP at %s !!!", issuer)
+                anyio.run(serve, config, issuer, DEV_CLIENT_ID, DEV_CLIENT_SECRET)
+            else:
+                assert config.upstream_client_id is not None
+                anyio.run(
+                    serve, config, config.upstream_issuer, config.upstream_client_id, config.upstream_client_secret
+                )
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
