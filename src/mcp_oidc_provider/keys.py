@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import anyio
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, RSAKey
@@ -57,10 +58,16 @@ class SigningKeys:
         for key in keyset.keys:
             if not isinstance(key, (RSAKey, ECKey)) or not key.is_private:
                 raise ConfigurationError("JWKS must hold private RSA or EC signing keys")
-            if key.alg not in ("RS256", "ES256"):
-                raise ConfigurationError("JWKS keys must have alg RS256 or ES256")
+            # RFC 7518 §3.1: RS256 is RSA, ES256 is EC on P-256; anything else fails at signing time.
+            if not (
+                (key.alg == "RS256" and isinstance(key, RSAKey))
+                or (key.alg == "ES256" and isinstance(key, ECKey) and key.curve_name == "P-256")
+            ):
+                raise ConfigurationError("JWKS keys must be RSA with alg RS256 or EC P-256 with alg ES256")
             if not key.kid:
                 raise ConfigurationError("JWKS keys must have a kid")
+            if key.kid in self._by_kid:
+                raise ConfigurationError("JWKS has two keys with the same kid")
             self._by_kid[key.kid] = key
         self._current = keyset.keys[0]
         self._verified = VerifiedTokenCache()
@@ -183,6 +190,30 @@ def parse_jwks_json(text: str) -> dict[str, Any]:
     return value
 
 
+#: Replicas starting together on an empty store all write; after this pause each re-reads and
+#: adopts what is stored. Writes follow their empty read by one round trip (the key is made
+#: before the read), so they all land well inside the pause and every replica converges.
+CONVERGENCE_PAUSE_SECONDS = 0.5
+
+
+async def _create_key_material(
+    repo: Repository, stored: KeyMaterial | None, jwks: Mapping[str, Any] | None, secret: bytes | None, alg: Alg
+) -> KeyMaterial:
+    candidate = KeyMaterial(
+        # Configured private keys stay out of the store; only the derived-secret seed goes there.
+        jwks={"keys": []} if jwks is not None else generate_jwks(alg),
+        secret=stored.secret
+        if stored is not None
+        else base64.urlsafe_b64encode(secret or secrets.token_bytes(32)).decode(),
+    )
+    current = await repo.load_keys()
+    if current is not None and (jwks is not None or current.jwks.get("keys")):
+        return current
+    await repo.save_keys(candidate, KEY_RECORD_TTL)
+    await anyio.sleep(CONVERGENCE_PAUSE_SECONDS)
+    return await repo.load_keys() or candidate
+
+
 async def load_signing_keys(
     repo: Repository, jwks: Mapping[str, Any] | None, secret: bytes | None, alg: Alg
 ) -> SigningKeys:
@@ -196,20 +227,8 @@ async def load_signing_keys(
         keys = SigningKeys(jwks, secret)
         await repo.save_public_keys(PublicKeySet(jwks=keys.public_jwks()), KEY_RECORD_TTL)
         return keys
-    if stored is None:
-        material = KeyMaterial(
-            jwks=dict(jwks) if jwks is not None else generate_jwks(alg),
-            secret=base64.urlsafe_b64encode(secret or secrets.token_bytes(32)).decode(),
-        )
-        if jwks is not None:
-            # Keep configured private keys out of the store; only the derived-secret seed goes there.
-            material = KeyMaterial(jwks={"keys": []}, secret=material.secret)
-        await repo.save_keys(material, KEY_RECORD_TTL)
-        stored = await repo.load_keys() or material
-    elif jwks is None and not stored.jwks.get("keys"):
-        stored = KeyMaterial(jwks=generate_jwks(alg), secret=stored.secret)
-        await repo.save_keys(stored, KEY_RECORD_TTL)
-        stored = await repo.load_keys() or stored
+    if stored is None or (jwks is None and not stored.jwks.get("keys")):
+        stored = await _create_key_material(repo, stored, jwks, secret, alg)
     else:
         await repo.save_keys(stored, KEY_RECORD_TTL)  # renew the TTL on every start
     seed = secret or base64.urlsafe_b64decode(stored.secret)

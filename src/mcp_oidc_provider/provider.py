@@ -36,7 +36,8 @@ from mcp.server.auth.routes import build_metadata
 from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
-from . import authorize, registration, revocation, token
+from . import authorize, registration, revocation
+from . import token as flows_token
 from .clock import Clock, SystemClock
 from .context import ClaimsMapper, Context, default_claims_mapper
 from .errors import ConfigurationError, OIDCProviderError
@@ -178,33 +179,33 @@ class OIDCProvider:
     async def load_authorization_code(
         self, client: OAuthClientInformationFull, authorization_code: str
     ) -> FederatedAuthorizationCode | None:
-        return await token.load_authorization_code(await self._context(), client, authorization_code)
+        return await flows_token.load_authorization_code(await self._context(), client, authorization_code)
 
     async def exchange_authorization_code(
         self, client: OAuthClientInformationFull, authorization_code: FederatedAuthorizationCode
     ) -> OAuthToken:
         try:
-            return await token.exchange_authorization_code(await self._context(), client, authorization_code)
+            return await flows_token.exchange_authorization_code(await self._context(), client, authorization_code)
         except OIDCProviderError as exc:
             raise _token_error(exc) from exc
 
     async def load_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: str
     ) -> FederatedRefreshToken | None:
-        return await token.load_refresh_token(await self._context(), client, refresh_token)
+        return await flows_token.load_refresh_token(await self._context(), client, refresh_token)
 
     async def exchange_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: FederatedRefreshToken, scopes: list[str]
     ) -> OAuthToken:
         try:
-            return await token.exchange_refresh_token(await self._context(), client, refresh_token, scopes)
+            return await flows_token.exchange_refresh_token(await self._context(), client, refresh_token, scopes)
         except OIDCProviderError as exc:
             raise _token_error(exc) from exc
 
-    async def load_access_token(self, token_value: str) -> FederatedAccessToken | None:
-        ctx = self._ctx or await self._context()
+    async def load_access_token(self, token: str) -> FederatedAccessToken | None:
         try:
-            access = await token.verify_access_token(ctx, token_value)
+            ctx = self._ctx or await self._context()
+            access = await flows_token.verify_access_token(ctx, token)
         except Exception as exc:
             # Fail closed: a store outage must not let a token through, nor leak a traceback.
             logger.error("bearer check failed, token refused: %s", type(exc).__name__)
@@ -212,8 +213,8 @@ class OIDCProvider:
             return None
         return access.bind_source(self) if access is not None else None
 
-    async def revoke_token(self, token_obj: FederatedAccessToken | FederatedRefreshToken) -> None:
-        await revocation.revoke(await self._context(), token_obj)
+    async def revoke_token(self, token: FederatedAccessToken | FederatedRefreshToken) -> None:
+        await revocation.revoke(await self._context(), token)
 
     async def exchange_identity_assertion(self, client: OAuthClientInformationFull, params: Any) -> OAuthToken:
         """SEP-990 ID-JAG (mcp 2.x): not offered; users log in through the upstream IdP."""

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
 
 import anyio
 import uvicorn
 from mcp.server.auth.routes import create_auth_routes
-from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Router
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .devidp import DEV_CLIENT_ID, DEV_CLIENT_SECRET, run_dev_idp
 from .env import EnvConfig, load_env_config
@@ -27,7 +30,44 @@ from .store import store_from_url
 logger = logging.getLogger("mcp_oidc_provider.standalone")
 
 
-def build_auth_app(provider: OIDCProvider) -> Starlette:
+class ErrorBoundary:
+    """Unexpected failures (typically the store unreachable) become a JSON OAuth error.
+
+    RFC 6749 §5.2 has no code for "try later" at the token endpoint; we answer
+    ``503 temporarily_unavailable`` with ``Retry-After`` (as §4.1.2.1 does for /authorize),
+    log one line naming the exception type, and never send a traceback.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            logger.error("request to %s failed: %s", scope.get("path"), type(exc).__name__)
+            if started:
+                raise
+            response = JSONResponse(
+                {"error": "temporarily_unavailable", "error_description": "The authorization server is unavailable"},
+                status_code=503,
+                headers={"Retry-After": "2", "Cache-Control": "no-store"},
+            )
+            await response(scope, receive, send)
+
+
+def build_auth_app(provider: OIDCProvider) -> ASGIApp:
     auth = provider.auth_settings()
     routes = create_auth_routes(
         provider=provider,
@@ -35,7 +75,9 @@ def build_auth_app(provider: OIDCProvider) -> Starlette:
         client_registration_options=auth.client_registration_options,
         revocation_options=auth.revocation_options,
     )
-    return Starlette(routes=[*routes, *ProviderRoutes(provider).routes()])
+    # A bare Router, not a Starlette app: Starlette's own error middleware would answer 500
+    # before the boundary could.
+    return ErrorBoundary(Router(routes=[*routes, *ProviderRoutes(provider).routes()]))
 
 
 async def serve(config: EnvConfig, upstream_issuer: str, client_id: str, client_secret: str | None) -> None:
@@ -56,8 +98,14 @@ async def serve(config: EnvConfig, upstream_issuer: str, client_id: str, client_
         await provider.aclose()
 
 
+def _exit_after_drain(signum: int, frame: object) -> None:
+    # uvicorn drains on SIGTERM, then re-raises the signal to the previous handler: this one.
+    raise SystemExit(0)
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _exit_after_drain)
     try:
         config = load_env_config(default_port=4001)
         with contextlib.ExitStack() as stack:

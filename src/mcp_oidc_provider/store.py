@@ -275,12 +275,16 @@ def store_from_url(url: str) -> AsyncKeyValue:
     if scheme == "disk":
         from key_value.aio.stores.disk import DiskStore
 
-        path = url[len("disk://") :]
+        parts = urlsplit(url)
+        path = parts.netloc + parts.path
         if not path:
             raise ConfigurationError("disk:// store URL needs a directory, e.g. disk:///var/lib/mcp-oidc")
         return DiskStore(directory=path)
     if scheme in ("redis", "rediss"):
         from key_value.aio.stores.redis import RedisStore
 
-        return RedisStore(url=url)
+        try:
+            return RedisStore(url=url)
+        except ValueError as exc:
+            raise ConfigurationError("invalid redis:// store URL") from exc
     raise ConfigurationError(f"unsupported store URL scheme {scheme!r}: use memory://, disk://PATH or redis://")

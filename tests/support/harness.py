@@ -55,13 +55,15 @@ class Client:
 @dataclass
 class Harness:
     base: str
-    provider: OIDCProvider
-    store: AsyncKeyValue
+    provider: OIDCProvider | None
+    store: AsyncKeyValue | None
     http: httpx2.AsyncClient
+    #: The MCP server tokens are for; by default the integrated one at base/mcp.
+    resource: str | None = None
 
     @property
     def mcp_url(self) -> str:
-        return self.base + "/mcp"
+        return self.resource or self.base + "/mcp"
 
     async def register(self, redirect_uri: str | None = None, **extra: Any) -> Client:
         redirect_uri = redirect_uri or f"http://127.0.0.1:{free_port()}/callback"
