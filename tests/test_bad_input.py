@@ -212,12 +212,11 @@ async def test_a_tampered_upstream_state_gets_invalid_request_and_no_code(
 ) -> None:
     client = await hostile_server.register()
     _, challenge = pkce()
-    first = await hostile_server.http.get(hostile_server.authorize_url(client, challenge))
-    upstream_url = first.headers["location"]
-    tampered = upstream_url.replace("state=", "state=x")
-    async with httpx2.AsyncClient() as http:
-        at_idp = await http.get(tampered)
-        callback = await http.get(at_idp.headers["location"])
+    async with httpx2.AsyncClient() as browser:
+        upstream_url = await hostile_server.to_upstream(browser, client, challenge)
+        tampered = upstream_url.replace("state=", "state=x")
+        at_idp = await browser.get(tampered)
+        callback = await browser.get(at_idp.headers["location"])
     assert callback.status_code == 400
     assert callback.json()["error"] == "invalid_request"
     assert "location" not in callback.headers
@@ -227,20 +226,13 @@ async def test_a_tampered_upstream_state_gets_invalid_request_and_no_code(
 async def test_a_callback_replayed_after_success_is_refused(server: Harness) -> None:
     client = await server.register()
     _, challenge = pkce()
-    first = await server.http.get(server.authorize_url(client, challenge))
-    import anyio
-
-    from mcp_oidc_provider.devidp import login_headlessly
-
-    # Log in at the IdP but stop at our callback URL, then use it twice.
-    callback_url = await anyio.to_thread.run_sync(
-        login_headlessly, first.headers["location"], server.base + "/oauth/callback", "alice"
-    )
-    from urllib.parse import urlencode
-
-    url = server.base + "/oauth/callback?" + urlencode(callback_url)
-    once = await server.http.get(url)
-    twice = await server.http.get(url)
+    async with httpx2.AsyncClient() as browser:
+        upstream_url = await server.to_upstream(browser, client, challenge)
+        # Log in at the IdP, stop at our callback URL, then use it twice in the same browser.
+        at_idp = await browser.post(upstream_url, data={"sub": "alice"})
+        url = at_idp.headers["location"]
+        once = await browser.get(url)
+        twice = await browser.get(url)
     assert once.status_code == 302 and "code=" in once.headers["location"]
     assert twice.status_code == 400
     assert twice.json()["error"] == "invalid_request"

@@ -146,12 +146,12 @@ async def test_a_login_started_on_one_replica_finishes_on_the_other_and_its_toke
             client = await a.register()
             verifier, challenge = pkce()
             # Started on A: /authorize, then the IdP; the load balancer sends the callback to B.
-            to_idp = await a.http.get(a.authorize_url(client, challenge))
-            assert to_idp.status_code == 302
-            callback = await a.browser_login(to_idp.headers["location"], public + "/oauth/callback")
-            from urllib.parse import urlencode
-
-            at_b = await b.http.get(replica_b + "/oauth/callback?" + urlencode(callback))
+            async with httpx2.AsyncClient() as browser:
+                upstream_url = await a.to_upstream(browser, client, challenge)
+                at_idp = await browser.post(upstream_url, data={"sub": "alice"})
+                callback = at_idp.headers["location"]
+                assert callback.startswith(public + "/oauth/callback")
+                at_b = await browser.get(with_netloc(callback, replica_b))
             assert at_b.status_code == 302, at_b.text
             query = dict(__import__("urllib.parse").parse.parse_qsl(urlsplit(at_b.headers["location"]).query))
             tokens = await b.redeem(client, query["code"], verifier)

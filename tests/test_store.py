@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import httpx2
 import pytest
 import redis.asyncio as aioredis
 from key_value.aio.protocols import AsyncKeyValue
@@ -160,9 +161,9 @@ async def every_kind_of_record(harness: Harness) -> dict[str, Any]:
     pending = await harness.browser_login(harness.authorize_url(client, challenge), client.redirect_uri)
 
     _, challenge = pkce()
-    to_idp = await harness.http.get(harness.authorize_url(client, challenge, state="abandoned"))
-    assert to_idp.status_code in (302, 303, 307), to_idp.text
-    upstream_state = dict(parse_qsl(urlsplit(to_idp.headers["location"]).query))["state"]
+    async with httpx2.AsyncClient() as browser:
+        to_idp = await harness.to_upstream(browser, client, challenge, state="abandoned")
+    upstream_state = dict(parse_qsl(urlsplit(to_idp).query))["state"]
 
     return {
         "client_secret": client.client_secret,

@@ -68,12 +68,11 @@ async def test_an_idp_that_goes_down_mid_login_gives_temporarily_unavailable_and
 
             # A second login gets a code from the IdP, which then goes down before we redeem it.
             _, challenge2 = pkce()
-            to_idp = await server.http.get(server.authorize_url(client, challenge2, state="second"))
-            async with httpx2.AsyncClient() as http:
-                callback_url = (await http.get(to_idp.headers["location"])).headers["location"]
-            await idp_running.aclose()
-
-            response = await server.http.get(callback_url)
+            async with httpx2.AsyncClient() as browser:
+                upstream_url = await server.to_upstream(browser, client, challenge2, state="second")
+                callback_url = (await browser.get(upstream_url)).headers["location"]
+                await idp_running.aclose()
+                response = await browser.get(callback_url)
             assert response.status_code == 302
             params = dict(parse_qsl(urlsplit(response.headers["location"]).query))
             assert params["error"] == "temporarily_unavailable"

@@ -13,6 +13,7 @@ scopes are within the client's. We add:
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 
 from mcp.server.auth.provider import AuthorizationParams
 from mcp.shared.auth import OAuthClientInformationFull
@@ -22,6 +23,8 @@ from .context import Context
 from .errors import InvalidRequest, InvalidTarget, OIDCProviderError, UpstreamUnavailable, to_authorize_error
 from .store import LoginTransaction
 from .tokens import new_secret_value, pkce_pair
+
+CONSENT_PATH = "/consent"
 
 _S256_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
@@ -52,11 +55,11 @@ def granted_scopes(ctx: Context, client: OAuthClientInformationFull, requested: 
 
 
 async def begin_login(ctx: Context, client: OAuthClientInformationFull, params: AuthorizationParams) -> str:
+    """Record the request as a login transaction and send the browser to the consent step."""
     try:
         resource = ensure_resource_allowed(ctx, params.resource)
         ensure_code_challenge_well_formed(params.code_challenge)
         state = new_secret_value()
-        nonce = new_secret_value()
         verifier, _ = pkce_pair()
         txn = LoginTransaction(
             client_id=client.client_id or "",
@@ -66,16 +69,21 @@ async def begin_login(ctx: Context, client: OAuthClientInformationFull, params: 
             client_state=params.state,
             scopes=granted_scopes(ctx, client, params.scopes),
             resource=resource,
-            nonce=nonce,
+            nonce=new_secret_value(),
             code_verifier=verifier,
             created_at=ctx.now(),
         )
-        url = await ctx.upstream.authorization_url(state=state, nonce=nonce, code_verifier=verifier)
         await ctx.repo.start_login(state, txn, ctx.settings.login_transaction_ttl)
-    except UpstreamUnavailable as exc:
-        audit.emit("upstream.unreachable", client_id=client.client_id)
-        raise to_authorize_error(exc) from exc
     except OIDCProviderError as exc:
         raise to_authorize_error(exc) from exc
     audit.emit("login.started", client_id=client.client_id)
-    return url
+    return f"{ctx.settings.issuer_url.rstrip('/')}{CONSENT_PATH}?{urlencode({'login': state})}"
+
+
+async def upstream_login_url(ctx: Context, state: str, txn: LoginTransaction) -> str:
+    """The IdP's authorization URL for this login: our ``state``, ``nonce`` and PKCE challenge."""
+    try:
+        return await ctx.upstream.authorization_url(state=state, nonce=txn.nonce, code_verifier=txn.code_verifier)
+    except UpstreamUnavailable:
+        audit.emit("upstream.unreachable", client_id=txn.client_id)
+        raise

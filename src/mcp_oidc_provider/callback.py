@@ -2,8 +2,9 @@
 
 The flow, as named checks:
 
-1. :func:`claim_login_transaction`: the ``state`` must name a live login; it is consumed, so
-   a replayed or forged callback fails (RFC 6749 §10.12, RFC 9700 §4.7);
+1. :func:`claim_login_transaction`: the ``state`` must name a live login of this browser
+   (:func:`ensure_same_browser`); it is consumed, so a replayed, forged or transplanted
+   callback fails (RFC 6749 §10.12, RFC 9700 §4.7);
 2. :func:`ensure_no_upstream_error`: an IdP error becomes the client's OAuth error;
 3. exchange the code upstream with our PKCE verifier (RFC 7636 §4.5);
 4. validate the ID token (:mod:`.upstream.id_token`);
@@ -17,6 +18,7 @@ a bare error page; only a callback we cannot tie to a client gets a 400 here.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,14 +55,32 @@ class CallbackResult:
     error_description: str | None = None
 
 
-async def claim_login_transaction(ctx: Context, state: str | None) -> LoginTransaction:
+async def claim_login_transaction(ctx: Context, state: str | None, browser: str | None) -> LoginTransaction:
+    """The ``state`` must name a live login owned by this browser; it is consumed once."""
     if not state or len(state) > 512:
         raise UnknownLoginTransaction("The login request is missing or malformed; start again from your application")
-    txn = await ctx.repo.claim_login(state)
-    if txn is None:
+    found = await ctx.repo.load_login(state)
+    if found is None:
         audit.emit("login.unknown_state", logging.WARNING)
         raise UnknownLoginTransaction("This login has expired or was already used; start again from your application")
+    ensure_same_browser(ctx, found[0], browser)
+    txn = await ctx.repo.claim_login(state)
+    if txn is None:
+        raise UnknownLoginTransaction("This login was already used; start again from your application")
     return txn
+
+
+def ensure_same_browser(ctx: Context, txn: LoginTransaction, browser: str | None) -> None:
+    """RFC 9700 §4.7.1: the callback must come from the browser that went through consent."""
+    from .consent import binding_digest
+
+    if (
+        browser is None
+        or txn.browser_binding is None
+        or not hmac.compare_digest(txn.browser_binding, binding_digest(ctx, browser))
+    ):
+        audit.emit("login.other_browser", logging.WARNING, client_id=txn.client_id)
+        raise UnknownLoginTransaction("This login was started in another browser; start again from your application")
 
 
 def ensure_no_upstream_error(query: Mapping[str, str]) -> None:
@@ -117,9 +137,9 @@ def client_redirect(ctx: Context, txn: LoginTransaction, **params: str | None) -
     return construct_redirect_uri(txn.redirect_uri, **params, state=txn.client_state, iss=ctx.issuer)
 
 
-async def complete_login(ctx: Context, query: Mapping[str, str]) -> CallbackResult:
+async def complete_login(ctx: Context, query: Mapping[str, str], browser: str | None) -> CallbackResult:
     try:
-        txn = await claim_login_transaction(ctx, query.get("state"))
+        txn = await claim_login_transaction(ctx, query.get("state"), browser)
     except UnknownLoginTransaction as exc:
         return CallbackResult(error=exc.code, error_description=exc.description)
     try:

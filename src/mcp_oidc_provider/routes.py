@@ -3,6 +3,8 @@
 ==================================  ======  ==============================================
 Path                                Method  Purpose
 ==================================  ======  ==============================================
+``/consent``                        GET     consent page, or straight upstream (:mod:`.consent`)
+``/consent``                        POST    the user's answer (CSRF-checked)
 ``/oauth/callback`` (configurable)  GET     upstream redirect back (:mod:`.callback`)
 ``/.well-known/openid-configuration`` GET   OIDC Discovery 1.0 §3, same endpoints as RFC 8414
 ``/jwks``                           GET     our public signing keys (RFC 7517)
@@ -18,11 +20,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from . import callback
+from . import callback, consent
+from .authorize import CONSENT_PATH
 
 if TYPE_CHECKING:
     from .provider import OIDCProvider
@@ -42,6 +46,8 @@ class ProviderRoutes:
     def routes(self) -> list[Route]:
         return [
             Route(self.provider.settings.callback_path, self.callback, methods=["GET"]),
+            Route(CONSENT_PATH, self.consent_page, methods=["GET"]),
+            Route(CONSENT_PATH, self.consent_decision, methods=["POST"]),
             Route(OIDC_DISCOVERY_PATH, self.openid_configuration, methods=["GET"]),
             Route(JWKS_PATH, self.jwks, methods=["GET"]),
             Route(HEALTH_PATH, self.health, methods=["GET"]),
@@ -54,7 +60,9 @@ class ProviderRoutes:
     async def callback(self, request: Request) -> Response:
         try:
             ctx = await self.provider.context()
-            result = await callback.complete_login(ctx, dict(request.query_params))
+            result = await callback.complete_login(
+                ctx, dict(request.query_params), request.cookies.get(consent.BINDING_COOKIE)
+            )
         except Exception:
             logger.exception("callback failed unexpectedly")
             return JSONResponse(
@@ -67,6 +75,48 @@ class ProviderRoutes:
         return JSONResponse(
             {"error": result.error, "error_description": result.error_description}, status_code=400, headers=NO_STORE
         )
+
+    def _consent_response(self, outcome: consent.ConsentResponse) -> Response:
+        response: Response
+        if outcome.location is not None:
+            response = RedirectResponse(outcome.location, status_code=302, headers=consent.SECURITY_HEADERS)
+        elif outcome.html is not None:
+            response = HTMLResponse(outcome.html, status_code=outcome.status, headers=consent.SECURITY_HEADERS)
+        else:
+            response = JSONResponse(
+                {"error": outcome.error, "error_description": outcome.error_description},
+                status_code=outcome.status,
+                headers=consent.SECURITY_HEADERS,
+            )
+        secure = self.provider.settings.is_https
+        for cookie in outcome.cookies:
+            response.set_cookie(
+                cookie.name,
+                cookie.value,
+                max_age=cookie.max_age,
+                httponly=True,
+                secure=secure,
+                samesite="lax",
+                path="/",
+            )
+        return response
+
+    async def consent_page(self, request: Request) -> Response:
+        ctx = await self.provider.context()
+        outcome = await consent.open_consent(ctx, request.query_params.get("login"), request.cookies)
+        return self._consent_response(outcome)
+
+    async def consent_decision(self, request: Request) -> Response:
+        ctx = await self.provider.context()
+        try:
+            with anyio.fail_after(10):
+                form = await request.form(max_files=0, max_fields=10)
+        except Exception:
+            return self._consent_response(
+                consent.ConsentResponse(400, error="invalid_request", error_description="Malformed form")
+            )
+        fields = {k: v for k, v in form.items() if isinstance(v, str) and len(v) <= 256}
+        return self._consent_response(await consent.decide(ctx, fields, request.cookies))
 
     def discovery_document(self, algorithms: list[str]) -> dict[str, Any]:
         base = self.provider.issuer.rstrip("/")

@@ -105,6 +105,24 @@ class ProviderSettings(BaseModel):
     #: Registrations expire after this much idle time; every use renews them.
     client_ttl: int = Field(default=90 * 86400, ge=3600)
     signing_alg: Literal["RS256", "ES256"] = "RS256"
+    #: Consent before the upstream login (MCP security best practices, "confused deputy"):
+    #: ``always`` asks every time; ``remember`` asks once per client per browser for
+    #: ``consent_remember_seconds``; ``off`` never asks (only for trusted, pre-registered clients).
+    consent: Literal["always", "remember", "off"] = "remember"
+    consent_remember_seconds: int = Field(default=30 * 86400, ge=60)
+    #: Client ids that never see the consent page (pre-registered first-party clients).
+    trusted_client_ids: tuple[str, ...] = ()
+    #: If set, https redirect URIs must be on one of these hosts.
+    allowed_redirect_hosts: tuple[str, ...] = ()
+    #: A rotated-away refresh token presented again within this many seconds is refused without
+    #: revoking the grant: a client's duplicate concurrent refresh, not a theft (RFC 9700 §4.14.2).
+    refresh_reuse_grace_seconds: float = Field(default=2.0, ge=0, le=60)
+    #: Requests per minute per client IP at /register and /authorize (0: no limit).
+    rate_limit_per_minute: int = Field(default=60, ge=0)
+    #: Largest request body accepted at our and the SDK's endpoints.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: Take the client IP from X-Forwarded-For (only behind a proxy you control).
+    trust_forwarded_for: bool = False
     #: RFC 8252 §7.1 private-use URI schemes native MCP clients register, matched whole.
     private_use_schemes: tuple[str, ...] = ("cursor", "vscode", "vscode-insiders", "windsurf", "claude", "zed")
 
@@ -131,12 +149,21 @@ class ProviderSettings(BaseModel):
             object.__setattr__(self, "resource_urls", (self.issuer_url.rstrip("/") + "/mcp",))
         if not set(self.required_scopes) <= set(self.scopes):
             raise ValueError("required_scopes must be a subset of scopes")
+        if self.consent == "off":
+            logger.warning(
+                "CONSENT IS OFF: any registered client can obtain a code for a user with a live IdP session; "
+                "use it only when every client is trusted"
+            )
         if self.upstream.is_insecure_development:
             logger.warning(
                 "DEVELOPMENT ONLY: upstream issuer %s uses plain http; never do this in production",
                 self.upstream.issuer,
             )
         return self
+
+    @property
+    def is_https(self) -> bool:
+        return self.issuer_url.startswith("https://")
 
     @property
     def callback_url(self) -> str:

@@ -57,6 +57,9 @@ class LoginTransaction(Record):
     nonce: str
     code_verifier: str
     created_at: float
+    #: SHA-256 of the browser-binding cookie of the browser that saw the consent step; the
+    #: upstream callback is accepted only from that browser.
+    browser_binding: str | None = None
 
 
 class UpstreamTokens(BaseModel):
@@ -195,6 +198,9 @@ class Repository:
     # upstream login transactions
     async def start_login(self, state: str, txn: LoginTransaction, ttl: float) -> None:
         await self._logins.put(digest(state), txn, ttl)
+
+    async def load_login(self, state: str) -> tuple[LoginTransaction, float | None] | None:
+        return await self._logins.get_with_ttl(digest(state))
 
     async def claim_login(self, state: str) -> LoginTransaction | None:
         return await self._logins.claim(digest(state))

@@ -92,8 +92,10 @@ class Harness:
         """What the user's browser does: through /authorize, the IdP, our callback, to the client."""
         return await anyio.to_thread.run_sync(login_headlessly, url, redirect_uri, user, action)
 
-    async def follow_to_client(self, url: str, redirect_uri: str) -> dict[str, str]:
-        """Follow redirects without a login form (an IdP with a warm session)."""
+    async def follow_to_client(self, url: str, redirect_uri: str, consent: str = "approve") -> dict[str, str]:
+        """Follow redirects, answering the consent page, with no IdP login form (a warm session)."""
+        from mcp_oidc_provider.devidp import consent_form
+
         target = urlsplit(redirect_uri)
         async with httpx2.AsyncClient(follow_redirects=False, timeout=10) as http:
             for _ in range(10):
@@ -101,10 +103,29 @@ class Harness:
                 if (parts.netloc, parts.path) == (target.netloc, target.path):
                     return dict(parse_qsl(parts.query))
                 response = await http.get(url)
+                if response.status_code == 200 and parts.path.endswith("/consent"):
+                    action, fields = consent_form(response.text)
+                    response = await http.post(action, data={**fields, "action": consent})
                 if response.status_code not in (302, 303, 307):
                     return {"_status": str(response.status_code), "_body": response.text}
                 url = response.headers["location"]
         raise AssertionError("too many redirects")
+
+    async def to_upstream(
+        self, browser: httpx2.AsyncClient, client: Client, challenge: str, consent: str = "approve", **extra: str
+    ) -> str:
+        """As a browser: /authorize, then the consent page (answered), up to the IdP's URL."""
+        from mcp_oidc_provider.devidp import consent_form
+
+        response = await browser.get(self.authorize_url(client, challenge, **extra))
+        assert response.status_code == 302, response.text
+        consent_url = response.headers["location"]
+        response = await browser.get(consent_url)
+        if response.status_code == 200:
+            action, fields = consent_form(response.text)
+            response = await browser.post(action, data={**fields, "action": consent})
+        assert response.status_code == 302, response.text
+        return str(response.headers["location"])
 
     async def token(self, client: Client, **form: str) -> httpx2.Response:
         data = {"client_id": client.client_id, **form}
