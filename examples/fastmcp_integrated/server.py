@@ -72,12 +72,14 @@ def build_app(provider: OIDCProvider, config: EnvConfig, extra_tools: Sequence[C
         for tool in (whoami, *extra_tools):
             server_v1.tool()(tool)
         provider.install(server_v1)
-        return server_v1.streamable_http_app()
+        return provider.protect(server_v1.streamable_http_app())
     server = MCPServer(name="whoami-demo", auth_server_provider=provider, auth=provider.auth_settings())
     for tool in (whoami, *extra_tools):
         server.tool()(tool)
     provider.install(server)
-    return server.streamable_http_app(streamable_http_path="/mcp", host=config.host, transport_security=security)
+    app = server.streamable_http_app(streamable_http_path="/mcp", host=config.host, transport_security=security)
+    # Rate and body limits on the auth endpoints; 503 rather than 401 when the store is down.
+    return provider.protect(app)
 
 
 async def serve(config: EnvConfig, upstream_issuer: str, client_id: str, client_secret: str | None) -> None:

@@ -30,6 +30,7 @@ Event = Literal[
     "token.issued",
     "token.refreshed",
     "refresh_token.reuse_detected",
+    "refresh_token.concurrent_reuse",
     "grant.revoked",
     "resource.refused",
 ]

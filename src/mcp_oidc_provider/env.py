@@ -13,7 +13,8 @@ Variable                   Meaning                                              
 ``UPSTREAM_AUTH_METHOD``   ``client_secret_basic``/``client_secret_post``/``none``  ``client_secret_basic``
 ``STORE_URL``              ``memory://``, ``disk://PATH``, ``redis://HOST:PORT/DB``  ``memory://``
 ``JWKS``                   private JWKS from ``mcp-oidc-provider keygen``         kept in the store
-``SECRET_KEY``             seed for derived client secrets (base64url)            kept in the store
+``SECRET_KEY``             seed for client secrets, cookies (base64url, 32+ B)    kept in the store
+``ENCRYPTION_KEYS``        Fernet keys sealing upstream tokens and claims         derived from the seed
 ``RESOURCE_URLS``          comma-separated MCP server URLs tokens are for         ``BASE_URL/mcp``
 =========================  =====================================================  ======================
 """
@@ -59,6 +60,20 @@ class EnvConfig:
             raise ConfigurationError(f"invalid configuration: {exc}") from exc
 
 
+def secret_key_from_env(environ: Mapping[str, str] | None = None) -> bytes | None:
+    env = os.environ if environ is None else environ
+    raw = env.get("SECRET_KEY")
+    if not raw:
+        return None
+    try:
+        secret_key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except ValueError as exc:
+        raise ConfigurationError("SECRET_KEY must be base64url") from exc
+    if len(secret_key) < 32:
+        raise ConfigurationError("SECRET_KEY must hold at least 32 bytes")
+    return secret_key
+
+
 def load_env_config(environ: Mapping[str, str] | None = None, *, default_port: int = 8000) -> EnvConfig:
     env = os.environ if environ is None else environ
     host = env.get("HOST", "127.0.0.1")
@@ -74,15 +89,7 @@ def load_env_config(environ: Mapping[str, str] | None = None, *, default_port: i
     if issuer and not client_id:
         raise ConfigurationError("UPSTREAM_CLIENT_ID is required when UPSTREAM_ISSUER is set")
     resources = tuple(u.strip() for u in env.get("RESOURCE_URLS", "").split(",") if u.strip())
-    secret_key = None
-    if env.get("SECRET_KEY"):
-        raw = env["SECRET_KEY"]
-        try:
-            secret_key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
-        except ValueError as exc:
-            raise ConfigurationError("SECRET_KEY must be base64url") from exc
-        if len(secret_key) < 32:
-            raise ConfigurationError("SECRET_KEY must hold at least 32 bytes")
+    secret_key = secret_key_from_env(env)
     return EnvConfig(
         host=host,
         port=port,

@@ -9,7 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mcp.server.auth.provider import AccessToken, AuthorizationCode, RefreshToken
-from pydantic import PrivateAttr
+from mcp.shared.auth import InvalidRedirectUriError, OAuthClientInformationFull
+from pydantic import AnyUrl, PrivateAttr
+
+from .redirect_policy import loopback_port_variant
 
 if TYPE_CHECKING:
     from .identity import UpstreamTokenSource
@@ -30,3 +33,18 @@ class FederatedAccessToken(AccessToken):
     def bind_source(self, source: UpstreamTokenSource) -> FederatedAccessToken:
         self._source = source
         return self
+
+
+class FederatedClient(OAuthClientInformationFull):
+    """A registered client whose loopback redirect URIs accept any port (RFC 8252 §7.3).
+
+    The SDK's check is an exact match; native clients such as mcp-remote pick a new port on
+    every run. Non-loopback URIs keep the exact match.
+    """
+
+    def validate_redirect_uri(self, redirect_uri: AnyUrl | None) -> AnyUrl:
+        if redirect_uri is not None and self.redirect_uris and redirect_uri not in self.redirect_uris:
+            if any(loopback_port_variant(str(r), str(redirect_uri)) for r in self.redirect_uris):
+                return redirect_uri
+            raise InvalidRedirectUriError("redirect_uri is not registered for this client")
+        return super().validate_redirect_uri(redirect_uri)

@@ -45,6 +45,7 @@ from .identity import UpstreamTokenService
 from .keys import load_signing_keys, parse_jwks_json
 from .models import FederatedAccessToken, FederatedAuthorizationCode, FederatedRefreshToken
 from .outage import report_store_outage
+from .sealing import Sealer
 from .settings import ProviderSettings
 from .store import Repository, UpstreamTokens
 from .upstream.client import UpstreamClient
@@ -69,6 +70,7 @@ class OIDCProvider:
         secret_key: bytes | None = None,
         claims_mapper: ClaimsMapper | None = None,
         clock: Clock | None = None,
+        encryption_keys: str | None = None,
     ) -> None:
         if store is None:
             from key_value.aio.stores.memory import MemoryStore
@@ -77,6 +79,8 @@ class OIDCProvider:
             store = MemoryStore()
         if jwks is None and os.environ.get("JWKS"):
             jwks = parse_jwks_json(os.environ["JWKS"])
+        encryption_keys = encryption_keys or os.environ.get("ENCRYPTION_KEYS") or None
+        self._sealer = Sealer.from_text(encryption_keys) if encryption_keys else None
         self.settings = settings
         self._store = store
         self._jwks = jwks
@@ -126,6 +130,12 @@ class OIDCProvider:
             async with self._lock:
                 if self._ctx is None:
                     keys = await load_signing_keys(self._repo, self._jwks, self._secret_key, self.settings.signing_alg)
+                    if self._sealer is None and self._secret_key is None:
+                        logger.warning(
+                            "no ENCRYPTION_KEYS nor SECRET_KEY: the at-rest encryption key derives from a seed "
+                            "kept in the same store; set ENCRYPTION_KEYS in production"
+                        )
+                    self._repo.sealer = self._sealer or Sealer.derived(keys.secret)
                     self._ctx = Context(
                         settings=self.settings,
                         issuer=self.issuer,
@@ -153,6 +163,15 @@ class OIDCProvider:
     async def aclose(self) -> None:
         if self._ctx is not None:
             await self._ctx.upstream.aclose()
+
+    def protect(self, app: Any) -> Any:
+        """Wrap the ASGI app the SDK built: rate limits, body limits, 503 on store outage.
+
+        See :mod:`.guard`. ``app = provider.protect(server.streamable_http_app(...))``.
+        """
+        from .guard import RequestGuard
+
+        return RequestGuard(app, self.settings)
 
     def install(self, server: Any) -> None:
         """Add our routes to an ``MCPServer``/``FastMCP``: callback, OIDC discovery, JWKS, health."""

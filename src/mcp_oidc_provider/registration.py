@@ -13,6 +13,7 @@ from mcp.shared.auth import OAuthClientInformationFull
 
 from . import audit
 from .context import Context
+from .models import FederatedClient
 from .redirect_policy import RedirectUriRefused, ensure_redirect_uri_allowed
 from .store import ClientRecord
 from .tokens import derive_client_secret
@@ -23,9 +24,14 @@ RENEW_BELOW = 0.9
 
 def ensure_redirect_uris_allowed(ctx: Context, client: OAuthClientInformationFull) -> None:
     """RFC 7591 §2: the server decides which redirect URIs it accepts."""
-    for uri in client.redirect_uris or []:
+    if not client.redirect_uris:
+        raise RegistrationError(error="invalid_redirect_uri", error_description="redirect_uris is required")
+    application_type = getattr(client, "application_type", None)
+    for uri in client.redirect_uris:
         try:
-            ensure_redirect_uri_allowed(str(uri), ctx.settings.private_use_schemes)
+            ensure_redirect_uri_allowed(
+                str(uri), ctx.settings.private_use_schemes, ctx.settings.allowed_redirect_hosts, application_type
+            )
         except RedirectUriRefused as exc:
             raise RegistrationError(error="invalid_redirect_uri", error_description=str(exc)) from exc
 
@@ -62,4 +68,4 @@ async def load_client(ctx: Context, client_id: str) -> OAuthClientInformationFul
         data["client_secret"] = derive_client_secret(
             ctx.keys.secret, client_id, int(data.get("client_id_issued_at") or 0)
         )
-    return OAuthClientInformationFull.model_validate(data)
+    return FederatedClient.model_validate(data)

@@ -77,7 +77,7 @@ def build_auth_app(provider: OIDCProvider) -> ASGIApp:
     )
     # A bare Router, not a Starlette app: Starlette's own error middleware would answer 500
     # before the boundary could.
-    return ErrorBoundary(Router(routes=[*routes, *ProviderRoutes(provider).routes()]))
+    return ErrorBoundary(provider.protect(Router(routes=[*routes, *ProviderRoutes(provider).routes()])))
 
 
 async def serve(config: EnvConfig, upstream_issuer: str, client_id: str, client_secret: str | None) -> None:

@@ -13,6 +13,7 @@ Redis backends alike (py-key-value-aio has no get-and-delete or compare-and-set)
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
@@ -21,6 +22,9 @@ from key_value.aio.protocols import AsyncKeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import ConfigurationError
+from .sealing import Sealer, SealError
+
+logger = logging.getLogger("mcp_oidc_provider.store")
 
 SCHEMA_VERSION = 1
 NAMESPACE = "mcp-oidc"
@@ -91,6 +95,23 @@ class GrantRecord(Record):
     claims: dict[str, Any] = Field(default_factory=dict)
     upstream: UpstreamTokens | None = None
     created_at: float
+
+
+class StoredGrant(Record):
+    """A grant as it lies in the store: the personal and upstream parts sealed."""
+
+    grant_id: str
+    client_id: str
+    subject: str
+    scopes: list[str]
+    resource: str
+    created_at: float
+    sealed: str
+
+
+class _SealedPart(BaseModel):
+    claims: dict[str, Any] = Field(default_factory=dict)
+    upstream: UpstreamTokens | None = None
 
 
 class CodeRecord(Record):
@@ -180,7 +201,10 @@ class Repository:
         self.kv = kv
         self._clients = Collection(kv, "clients", ClientRecord)
         self._logins = Collection(kv, "logins", LoginTransaction)
-        self._grants = Collection(kv, "grants", GrantRecord)
+        self._grants = Collection(kv, "grants", StoredGrant)
+        #: Seals grants (see :mod:`.sealing`); set once the server's keys are known.
+        self.sealer: Sealer | None = None
+        self._opened: dict[str, _SealedPart] = {}
         self._codes = Collection(kv, "codes", CodeRecord)
         self._spent_codes = Collection(kv, "spent-codes", SpentMarker)
         self._refresh = Collection(kv, "refresh-tokens", RefreshTokenRecord)
@@ -206,14 +230,59 @@ class Repository:
         return await self._logins.claim(digest(state))
 
     # grants
+    def _sealer(self) -> Sealer:
+        if self.sealer is None:
+            raise RuntimeError("the repository has no sealer yet")
+        return self.sealer
+
+    def _seal(self, grant: GrantRecord) -> StoredGrant:
+        part = _SealedPart(claims=grant.claims, upstream=grant.upstream)
+        return StoredGrant(
+            grant_id=grant.grant_id,
+            client_id=grant.client_id,
+            subject=grant.subject,
+            scopes=grant.scopes,
+            resource=grant.resource,
+            created_at=grant.created_at,
+            sealed=self._sealer().seal(part.model_dump_json().encode()),
+        )
+
+    def _open(self, stored: StoredGrant) -> GrantRecord | None:
+        # The bearer check opens the same grant on every request: keep recent plaintexts.
+        part = self._opened.get(stored.sealed)
+        if part is None:
+            try:
+                part = _SealedPart.model_validate_json(self._sealer().open(stored.sealed))
+            except SealError:
+                logger.error("grant %s could not be decrypted: ENCRYPTION_KEYS rotated too early?", stored.grant_id)
+                return None
+            self._opened[stored.sealed] = part
+            if len(self._opened) > 1024:
+                self._opened.pop(next(iter(self._opened)))
+        return GrantRecord(
+            grant_id=stored.grant_id,
+            client_id=stored.client_id,
+            subject=stored.subject,
+            scopes=stored.scopes,
+            resource=stored.resource,
+            created_at=stored.created_at,
+            claims=part.claims,
+            upstream=part.upstream,
+        )
+
     async def save_grant(self, grant: GrantRecord, ttl: float) -> None:
-        await self._grants.put(grant.grant_id, grant, ttl)
+        await self._grants.put(grant.grant_id, self._seal(grant), ttl)
 
     async def load_grant(self, grant_id: str) -> GrantRecord | None:
-        return await self._grants.get(grant_id)
+        stored = await self._grants.get(grant_id)
+        return self._open(stored) if stored is not None else None
 
     async def load_grant_with_ttl(self, grant_id: str) -> tuple[GrantRecord, float | None] | None:
-        return await self._grants.get_with_ttl(grant_id)
+        found = await self._grants.get_with_ttl(grant_id)
+        if found is None:
+            return None
+        grant = self._open(found[0])
+        return (grant, found[1]) if grant is not None else None
 
     async def revoke_grant(self, grant_id: str) -> bool:
         return await self._grants.delete(grant_id)

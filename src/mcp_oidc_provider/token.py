@@ -147,8 +147,7 @@ async def load_refresh_token(
     if record is None:
         spent = await ctx.repo.spent_refresh_token(token)
         if spent is not None:
-            # RFC 9700 §4.14.2: reuse of a rotated refresh token means it leaked; revoke the grant.
-            await revoke_grant(ctx, spent.grant_id, "refresh_token.reuse_detected", client.client_id)
+            await handle_refresh_token_reuse(ctx, spent, client.client_id)
         return None
     if record.client_id != client.client_id:
         return None
@@ -163,6 +162,16 @@ async def load_refresh_token(
         subject=record.subject,
         grant_id=record.grant_id,
     )
+
+
+async def handle_refresh_token_reuse(ctx: Context, spent: SpentMarker, client_id: str | None) -> None:
+    """RFC 9700 §4.14.2: a rotated-away refresh token presented again means it leaked, so the
+    grant is revoked; within a short grace window it is a client's duplicate concurrent
+    refresh, refused without revoking (the winner of the race holds the new tokens)."""
+    if ctx.now() - spent.spent_at <= ctx.settings.refresh_reuse_grace_seconds:
+        audit.emit("refresh_token.concurrent_reuse", client_id=client_id, grant_id=spent.grant_id)
+        return
+    await revoke_grant(ctx, spent.grant_id, "refresh_token.reuse_detected", client_id)
 
 
 async def rotate_refresh_token(ctx: Context, token: str) -> None:

@@ -17,7 +17,9 @@ A store outage refuses the token (and, with :class:`StoreOutageMiddleware`, answ
 
 from __future__ import annotations
 
+import base64
 import logging
+import os
 import time
 from typing import Any
 
@@ -28,10 +30,12 @@ from key_value.aio.protocols import AsyncKeyValue
 from mcp.server.auth.settings import AuthSettings
 
 from .clock import Clock, SystemClock
+from .env import secret_key_from_env
 from .identity import UpstreamTokenService
 from .keys import InvalidJWT, VerifiedTokenCache, key_id, public_keys_by_kid, verify_with_keys
 from .models import FederatedAccessToken
 from .outage import report_store_outage
+from .sealing import Sealer
 from .store import Repository, UpstreamTokens
 from .token import access_token_from_claims, check_access_token_claims
 from .tokens import ACCESS_TOKEN_TYP
@@ -54,7 +58,12 @@ class OIDCTokenVerifier:
         required_scopes: tuple[str, ...] = ("mcp",),
         clock: Clock | None = None,
         key_refetch_cooldown: float = KEY_REFETCH_COOLDOWN_SECONDS,
+        encryption_keys: str | None = None,
+        secret_key: bytes | None = None,
     ) -> None:
+        """``encryption_keys`` (or ``ENCRYPTION_KEYS``) must be the authorization server's; without
+        them the key is derived from ``secret_key`` (or ``SECRET_KEY``), else from the seed the
+        authorization server keeps in the store."""
         self._auth = AuthSettings.model_validate(
             {
                 "issuer_url": issuer,
@@ -66,6 +75,13 @@ class OIDCTokenVerifier:
         self.issuer = issuer
         self.resource_url = resource_url
         self._repo = Repository(store)
+        encryption_keys = encryption_keys or os.environ.get("ENCRYPTION_KEYS") or None
+        if encryption_keys:
+            self._repo.sealer = Sealer.from_text(encryption_keys)
+        else:
+            secret_key = secret_key or secret_key_from_env()
+            if secret_key is not None:
+                self._repo.sealer = Sealer.derived(secret_key)
         self._jwks_url = jwks_url or issuer.rstrip("/") + "/jwks"
         self._clock = clock or SystemClock()
         self._cooldown = key_refetch_cooldown
@@ -120,8 +136,16 @@ class OIDCTokenVerifier:
         self._verified.put(token, claims)
         return dict(claims)
 
+    async def _ensure_sealer(self) -> None:
+        if self._repo.sealer is None:
+            material = await self._repo.load_keys()
+            if material is None:
+                raise RuntimeError("the authorization server has not initialised the store yet")
+            self._repo.sealer = Sealer.derived(base64.urlsafe_b64decode(material.secret))
+
     async def verify_token(self, token: str) -> FederatedAccessToken | None:
         try:
+            await self._ensure_sealer()
             claims = await self._signature_checked_claims(token)
             if claims is None:
                 return None

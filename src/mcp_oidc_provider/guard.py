@@ -1,0 +1,128 @@
+"""Abuse limits in front of the authorization endpoints, as one ASGI middleware.
+
+- Per-client-IP rate limit on ``/register`` and ``/authorize`` (registration flooding, login
+  spam): ``429`` with ``Retry-After`` and the OAuth code ``temporarily_unavailable``
+  (RFC 6749 §4.1.2.1; RFC 6585 §4 for the status). The count is per process.
+- Bounded request bodies on every POST endpoint (``413``, ``invalid_request``), for mcp 1.x
+  whose SDK sets no limit of its own.
+- A store outage during the bearer check answers 503, not 401 (:mod:`.outage`).
+
+Wrap the app the SDK builds: ``app = provider.protect(server.streamable_http_app(...))``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import audit
+from .outage import StoreOutageMiddleware
+from .settings import ProviderSettings
+
+RATE_LIMITED_PATHS = frozenset({"/register", "/authorize"})
+BODY_LIMITED_METHODS = frozenset({"POST", "PUT", "PATCH"})
+WINDOW_SECONDS = 60.0
+MAX_TRACKED_CLIENTS = 10_000
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class SlidingWindowLimiter:
+    """At most ``limit`` events per client in any ``WINDOW_SECONDS``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._events: dict[str, deque[float]] = {}
+
+    def allow(self, client: str, now: float) -> float | None:
+        """None if allowed; else seconds until the next event would be."""
+        events = self._events.get(client)
+        if events is None:
+            if len(self._events) >= MAX_TRACKED_CLIENTS:
+                self._events.pop(next(iter(self._events)))
+            events = self._events[client] = deque()
+        while events and events[0] <= now - WINDOW_SECONDS:
+            events.popleft()
+        if len(events) >= self.limit:
+            return max(1.0, events[0] + WINDOW_SECONDS - now)
+        events.append(now)
+        return None
+
+
+async def _send_json(send: Send, status: int, body: dict[str, str], headers: dict[str, str] | None = None) -> None:
+    payload = json.dumps(body).encode()
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    raw_headers.append((b"cache-control", b"no-store"))
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp, settings: ProviderSettings) -> None:
+        self.app = StoreOutageMiddleware(app)
+        self.settings = settings
+        self.limiter = SlidingWindowLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
+
+    def client_ip(self, scope: Scope) -> str:
+        if self.settings.trust_forwarded_for:
+            for name, value in scope.get("headers", []):
+                if name == b"x-forwarded-for":
+                    return str(value.decode("latin-1")).split(",")[0].strip()
+        client = scope.get("client")
+        return str(client[0]) if client else "unknown"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if self.limiter is not None and path in RATE_LIMITED_PATHS:
+            wait = self.limiter.allow(self.client_ip(scope), time.monotonic())
+            if wait is not None:
+                audit.emit("rate_limit.exceeded", reason=path)
+                await _send_json(
+                    send,
+                    429,
+                    {"error": "temporarily_unavailable", "error_description": "Too many requests; try again later"},
+                    {"Retry-After": str(int(wait))},
+                )
+                return
+        if scope.get("method") in BODY_LIMITED_METHODS and not path.startswith("/mcp"):
+            await self._with_body_limit(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _with_body_limit(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.settings.max_body_bytes
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+                await _send_json(send, 413, {"error": "invalid_request", "error_description": "Request body too large"})
+                return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await _send_json(send, 413, {"error": "invalid_request", "error_description": "Request body too large"})
