@@ -426,3 +426,23 @@ async def test_replicas_starting_together_on_an_empty_store_agree_on_one_signing
             await replica.aclose()
     assert published[0]["keys"]
     assert published[1] == published[0] and published[2] == published[0]
+
+
+def test_secrets_prints_a_secret_key_and_an_encryption_key_the_server_accepts(capsys: pytest.CaptureFixture[str]) -> None:
+    from mcp_oidc_provider.env import secret_key_from_env
+    from mcp_oidc_provider.sealing import SealError, Sealer
+
+    assert main(["secrets"]) == 0
+    values = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines())
+    assert set(values) == {"SECRET_KEY", "ENCRYPTION_KEYS"}
+    seed = secret_key_from_env({"SECRET_KEY": values["SECRET_KEY"]})
+    assert seed is not None and len(seed) == 32
+    sealer = Sealer.from_text(values["ENCRYPTION_KEYS"])
+    assert sealer.open(sealer.seal(b"x")) == b"x"
+    # Rotation: a new key first, the old one still opens what it sealed.
+    from cryptography.fernet import Fernet
+
+    rotated = Sealer.from_text(f"{Fernet.generate_key().decode()},{values['ENCRYPTION_KEYS']}")
+    assert rotated.open(sealer.seal(b"old")) == b"old"
+    with pytest.raises(SealError):  # the new key seals; the old alone cannot open it
+        sealer.open(rotated.seal(b"new"))

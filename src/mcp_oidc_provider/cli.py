@@ -1,5 +1,6 @@
-"""``mcp-oidc-provider``: ``keygen`` prints a private JWKS for the ``JWKS`` variable; ``serve``
-runs the standalone authorization server (see :mod:`.standalone` and :mod:`.env`)."""
+"""``mcp-oidc-provider``: ``keygen`` prints a private JWKS for the ``JWKS`` variable; ``secrets``
+prints ``SECRET_KEY`` and ``ENCRYPTION_KEYS`` values; ``serve`` runs the standalone
+authorization server (see :mod:`.standalone` and :mod:`.env`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     keygen.add_argument("--pretty", action="store_true", help="indent the JSON (avoid in environment variables)")
     keygen.add_argument("--alg", choices=["RS256", "ES256"], default="RS256")
     commands.add_parser(
+        "secrets",
+        help="print new SECRET_KEY and ENCRYPTION_KEYS values (shell assignments)",
+    )
+    commands.add_parser(
         "serve",
         help="run the authorization server alone (proxy mode), configured from the environment",
     )
@@ -26,6 +31,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .standalone import main as serve_main
 
         return serve_main()
+    if args.command == "secrets":
+        import base64
+        import secrets
+
+        from .sealing import new_encryption_key
+
+        sys.stdout.write(f"SECRET_KEY={base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip('=')}\n")
+        sys.stdout.write(f"ENCRYPTION_KEYS={new_encryption_key()}\n")
+        return 0
     if args.command == "keygen":
         jwks = generate_jwks(args.alg)
         sys.stdout.write(
