@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx2
 import pytest
-from client import MemoryTokenStorage, call_whoami  # examples/client.py
+from client import MemoryTokenStorage, call_whoami
+from support.harness import token_form  # examples/client.py
 from support.net import EXAMPLES, free_port, run_process
 
 
@@ -28,14 +29,6 @@ def example_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def jwt_claims(token: str) -> dict[str, Any]:
     payload = token.split(".")[1]
     return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
-
-
-def token_form(storage: MemoryTokenStorage, **form: str) -> dict[str, str]:
-    assert storage.client is not None
-    data = {"client_id": storage.client.client_id or "", **form}
-    if storage.client.client_secret:
-        data["client_secret"] = storage.client.client_secret
-    return data
 
 
 async def test_a_user_logs_in_through_the_sdk_client_and_whoami_shows_the_idp_user(example_server: str) -> None:

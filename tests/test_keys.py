@@ -428,9 +428,11 @@ async def test_replicas_starting_together_on_an_empty_store_agree_on_one_signing
     assert published[1] == published[0] and published[2] == published[0]
 
 
-def test_secrets_prints_a_secret_key_and_an_encryption_key_the_server_accepts(capsys: pytest.CaptureFixture[str]) -> None:
+def test_secrets_prints_a_secret_key_and_an_encryption_key_the_server_accepts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from mcp_oidc_provider.env import secret_key_from_env
-    from mcp_oidc_provider.sealing import SealError, Sealer
+    from mcp_oidc_provider.sealing import Sealer, SealError
 
     assert main(["secrets"]) == 0
     values = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines())

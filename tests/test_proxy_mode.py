@@ -21,7 +21,7 @@ import redis
 from client import MemoryTokenStorage, call_whoami
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
-from support.harness import Client, Harness, pkce
+from support.harness import Client, Harness, pkce, token_form
 from support.net import EXAMPLES, free_port, run_process, wait_until_up
 
 from mcp_oidc_provider import generate_jwks
@@ -82,14 +82,6 @@ async def raw(auth_base: str, mcp_url: str) -> AsyncIterator[Harness]:
 
 def with_netloc(url: str, base: str) -> str:
     return urlunsplit(urlsplit(url)._replace(netloc=urlsplit(base).netloc))
-
-
-def token_form(storage: MemoryTokenStorage, **form: str) -> dict[str, str]:
-    assert storage.client is not None
-    data = {"client_id": storage.client.client_id or "", **form}
-    if storage.client.client_secret:
-        data["client_secret"] = storage.client.client_secret
-    return data
 
 
 async def test_a_user_logs_in_at_the_auth_server_and_calls_the_mcp_server_and_revocation_is_seen_at_once(

@@ -12,24 +12,16 @@ Works with mcp 2.x (``MCPServer``) and mcp 1.x (``FastMCP``).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
-import anyio
 import uvicorn
 from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.transport_security import TransportSecuritySettings
 
-from mcp_oidc_provider import ConfigurationError, OIDCProvider, store_from_url
-from mcp_oidc_provider.devidp import DEV_CLIENT_ID, DEV_CLIENT_SECRET, run_dev_idp
-from mcp_oidc_provider.env import EnvConfig, load_env_config
-
-logger = logging.getLogger("example")
+from mcp_oidc_provider import OIDCProvider, ProviderSettings, store_from_url
+from mcp_oidc_provider.env import EnvConfig
+from mcp_oidc_provider.launch import run_from_env, transport_security
 
 
 def whoami() -> str:
@@ -49,12 +41,7 @@ def whoami() -> str:
 
 
 def build_app(provider: OIDCProvider, config: EnvConfig, extra_tools: Sequence[Callable[..., Any]] = ()) -> Any:
-    base = urlsplit(config.base_url)
-    security = TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=[base.netloc, f"{config.host}:*", "127.0.0.1:*", "localhost:*"],
-        allowed_origins=[f"{base.scheme}://{base.netloc}", "http://127.0.0.1:*", "http://localhost:*"],
-    )
+    security = transport_security(config.base_url, config.host)
     try:
         from mcp.server.mcpserver import MCPServer  # mcp 2.x
     except ImportError:
@@ -82,12 +69,8 @@ def build_app(provider: OIDCProvider, config: EnvConfig, extra_tools: Sequence[C
     return provider.protect(app)
 
 
-async def serve(config: EnvConfig, upstream_issuer: str, client_id: str, client_secret: str | None) -> None:
-    provider = OIDCProvider(
-        config.provider_settings(upstream_issuer, client_id, client_secret),
-        store_from_url(config.store_url),
-        secret_key=config.secret_key,
-    )
+async def serve(config: EnvConfig, settings: ProviderSettings) -> None:
+    provider = OIDCProvider(settings, store_from_url(config.store_url), secret_key=config.secret_key)
     await provider.start()
     app = build_app(provider, config)
     print(f"MCP server with login: {config.base_url}/mcp", flush=True)
@@ -101,25 +84,8 @@ async def serve(config: EnvConfig, upstream_issuer: str, client_id: str, client_
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_env_config()
-        with contextlib.ExitStack() as stack:
-            if config.upstream_issuer is None:
-                issuer = stack.enter_context(run_dev_idp())
-                logger.warning("!!! UPSTREAM_ISSUER is not set: using the embedded DEVELOPMENT IdP at %s !!!", issuer)
-                anyio.run(serve, config, issuer, DEV_CLIENT_ID, DEV_CLIENT_SECRET)
-            else:
-                assert config.upstream_client_id is not None
-                anyio.run(
-                    serve, config, config.upstream_issuer, config.upstream_client_id, config.upstream_client_secret
-                )
-    except ConfigurationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 0
-    return 0
+    # Reads the environment; without UPSTREAM_ISSUER starts the development IdP (loudly).
+    return run_from_env(serve)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from urllib.parse import urlsplit
 
 import anyio
 import uvicorn
 from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.transport_security import TransportSecuritySettings
 
 from mcp_oidc_provider import OIDCTokenVerifier, StoreOutageMiddleware, store_from_url
+from mcp_oidc_provider.launch import transport_security
 
 
 def whoami() -> str:
@@ -42,12 +41,7 @@ def whoami() -> str:
 
 
 def build_app(verifier: OIDCTokenVerifier, host: str, port: int, base_url: str):  # type: ignore[no-untyped-def]
-    base = urlsplit(base_url)
-    security = TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=[base.netloc, f"{host}:*", "127.0.0.1:*", "localhost:*"],
-        allowed_origins=[f"{base.scheme}://{base.netloc}", "http://127.0.0.1:*", "http://localhost:*"],
-    )
+    security = transport_security(base_url, host)
     try:
         from mcp.server.mcpserver import MCPServer  # mcp 2.x
     except ImportError:

@@ -8,23 +8,19 @@ the same store. Configured from the environment (:mod:`.env`) plus ``RESOURCE_UR
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
-import sys
 
-import anyio
 import uvicorn
 from mcp.server.auth.routes import create_auth_routes
 from starlette.responses import JSONResponse
 from starlette.routing import Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .devidp import DEV_CLIENT_ID, DEV_CLIENT_SECRET, run_dev_idp
-from .env import EnvConfig, load_env_config
-from .errors import ConfigurationError
+from .env import EnvConfig
+from .launch import run_from_env
 from .provider import OIDCProvider
 from .routes import ProviderRoutes
+from .settings import ProviderSettings
 from .store import store_from_url
 
 logger = logging.getLogger("mcp_oidc_provider.standalone")
@@ -80,12 +76,8 @@ def build_auth_app(provider: OIDCProvider) -> ASGIApp:
     return ErrorBoundary(provider.protect(Router(routes=[*routes, *ProviderRoutes(provider).routes()])))
 
 
-async def serve(config: EnvConfig, upstream_issuer: str, client_id: str, client_secret: str | None) -> None:
-    provider = OIDCProvider(
-        config.provider_settings(upstream_issuer, client_id, client_secret),
-        store_from_url(config.store_url),
-        secret_key=config.secret_key,
-    )
+async def serve(config: EnvConfig, settings: ProviderSettings) -> None:
+    provider = OIDCProvider(settings, store_from_url(config.store_url), secret_key=config.secret_key)
     await provider.start()
     print(f"authorization server {provider.issuer} for {', '.join(provider.settings.resource_urls)}", flush=True)
     # uvicorn drains in-flight requests and exits on SIGTERM or SIGINT.
@@ -98,29 +90,5 @@ async def serve(config: EnvConfig, upstream_issuer: str, client_id: str, client_
         await provider.aclose()
 
 
-def _exit_after_drain(signum: int, frame: object) -> None:
-    # uvicorn drains on SIGTERM, then re-raises the signal to the previous handler: this one.
-    raise SystemExit(0)
-
-
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    signal.signal(signal.SIGTERM, _exit_after_drain)
-    try:
-        config = load_env_config(default_port=4001)
-        with contextlib.ExitStack() as stack:
-            if config.upstream_issuer is None:
-                issuer = stack.enter_context(run_dev_idp())
-                logger.warning("!!! UPSTREAM_ISSUER is not set: using the embedded DEVELOPMENT IdP at %s !!!", issuer)
-                anyio.run(serve, config, issuer, DEV_CLIENT_ID, DEV_CLIENT_SECRET)
-            else:
-                assert config.upstream_client_id is not None
-                anyio.run(
-                    serve, config, config.upstream_issuer, config.upstream_client_id, config.upstream_client_secret
-                )
-    except ConfigurationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 0
-    return 0
+    return run_from_env(serve, default_port=4001)

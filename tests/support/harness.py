@@ -38,6 +38,15 @@ MCP_INITIALIZE = {
 }
 
 
+def token_form(storage: Any, **form: str) -> dict[str, str]:
+    """A token-endpoint form for the client an SDK ``OAuthClientProvider`` registered."""
+    assert storage.client is not None
+    data = {"client_id": storage.client.client_id or "", **form}
+    if storage.client.client_secret:
+        data["client_secret"] = storage.client.client_secret
+    return data
+
+
 def pkce() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
