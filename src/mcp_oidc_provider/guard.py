@@ -28,10 +28,6 @@ WINDOW_SECONDS = 60.0
 MAX_TRACKED_CLIENTS = 10_000
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class SlidingWindowLimiter:
     """At most ``limit`` events per client in any ``WINDOW_SECONDS``."""
 
@@ -99,30 +95,35 @@ class RequestGuard:
         await self.app(scope, receive, send)
 
     async def _with_body_limit(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Read the (small) body of an authorization-endpoint request up to the limit first,
+        then replay it to the app: an oversized body is refused before any handler runs."""
         limit = self.settings.max_body_bytes
         for name, value in scope.get("headers", []):
             if name == b"content-length" and (not value.isdigit() or int(value) > limit):
                 await _send_json(send, 413, {"error": "invalid_request", "error_description": "Request body too large"})
                 return
-        seen = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal seen
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
                 await _send_json(send, 413, {"error": "invalid_request", "error_description": "Request body too large"})
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

@@ -17,6 +17,7 @@ The SDK serves ``/.well-known/oauth-authorization-server``, ``/authorize``, ``/t
 
 from __future__ import annotations
 
+import html
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,22 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 JWKS_PATH = "/jwks"
 HEALTH_PATH = "/health"
 OIDC_DISCOVERY_PATH = "/.well-known/openid-configuration"
+
+
+def error_response(request: Request, status: int, error: str, description: str) -> Response:
+    """An OAuth error for a browser-facing endpoint: a small HTML page for browsers, else JSON.
+
+    Used only where no client redirect URI can be trusted (RFC 6749 §4.1.2.1: "MUST NOT
+    automatically redirect the user-agent to the invalid redirection URI")."""
+    if "text/html" in request.headers.get("accept", ""):
+        page = (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign-in failed</title></head>'
+            '<body style="font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto">'
+            f"<h1>Sign-in failed</h1><p>{html.escape(description)}</p>"
+            f"<p><small>Error: <code>{html.escape(error)}</code></small></p></body></html>"
+        )
+        return HTMLResponse(page, status_code=status, headers=consent.SECURITY_HEADERS)
+    return JSONResponse({"error": error, "error_description": description}, status_code=status, headers=NO_STORE)
 
 
 class ProviderRoutes:
@@ -63,30 +80,22 @@ class ProviderRoutes:
             result = await callback.complete_login(
                 ctx, dict(request.query_params), request.cookies.get(consent.BINDING_COOKIE)
             )
-        except Exception:
-            logger.exception("callback failed unexpectedly")
-            return JSONResponse(
-                {"error": "server_error", "error_description": "The login could not be completed"},
-                status_code=500,
-                headers=NO_STORE,
-            )
+        except Exception as exc:
+            logger.error("callback failed unexpectedly: %s", type(exc).__name__)
+            return error_response(request, 500, "server_error", "The login could not be completed")
         if result.redirect_to is not None:
             return RedirectResponse(result.redirect_to, status_code=302, headers=NO_STORE)
-        return JSONResponse(
-            {"error": result.error, "error_description": result.error_description}, status_code=400, headers=NO_STORE
-        )
+        return error_response(request, 400, result.error or "invalid_request", result.error_description or "")
 
-    def _consent_response(self, outcome: consent.ConsentResponse) -> Response:
+    def _consent_response(self, request: Request, outcome: consent.ConsentResponse) -> Response:
         response: Response
         if outcome.location is not None:
             response = RedirectResponse(outcome.location, status_code=302, headers=consent.SECURITY_HEADERS)
         elif outcome.html is not None:
             response = HTMLResponse(outcome.html, status_code=outcome.status, headers=consent.SECURITY_HEADERS)
         else:
-            response = JSONResponse(
-                {"error": outcome.error, "error_description": outcome.error_description},
-                status_code=outcome.status,
-                headers=consent.SECURITY_HEADERS,
+            response = error_response(
+                request, outcome.status, outcome.error or "invalid_request", outcome.error_description or ""
             )
         secure = self.provider.settings.is_https
         for cookie in outcome.cookies:
@@ -104,7 +113,7 @@ class ProviderRoutes:
     async def consent_page(self, request: Request) -> Response:
         ctx = await self.provider.context()
         outcome = await consent.open_consent(ctx, request.query_params.get("login"), request.cookies)
-        return self._consent_response(outcome)
+        return self._consent_response(request, outcome)
 
     async def consent_decision(self, request: Request) -> Response:
         ctx = await self.provider.context()
@@ -112,11 +121,9 @@ class ProviderRoutes:
             with anyio.fail_after(10):
                 form = await request.form(max_files=0, max_fields=10)
         except Exception:
-            return self._consent_response(
-                consent.ConsentResponse(400, error="invalid_request", error_description="Malformed form")
-            )
+            return error_response(request, 400, "invalid_request", "Malformed form")
         fields = {k: v for k, v in form.items() if isinstance(v, str) and len(v) <= 256}
-        return self._consent_response(await consent.decide(ctx, fields, request.cookies))
+        return self._consent_response(request, await consent.decide(ctx, fields, request.cookies))
 
     def discovery_document(self, algorithms: list[str]) -> dict[str, Any]:
         base = self.provider.issuer.rstrip("/")
