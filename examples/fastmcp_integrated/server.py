@@ -76,7 +76,9 @@ async def serve(config: EnvConfig, settings: ProviderSettings) -> None:
     print(f"MCP server with login: {config.base_url}/mcp", flush=True)
     print(f"  connect a client:   python examples/client.py {config.base_url}/mcp", flush=True)
     print(f"  or the Inspector:   npx @modelcontextprotocol/inspector  (URL {config.base_url}/mcp)", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=config.host, port=config.port, log_level="warning", proxy_headers=False)
+    )
     try:
         await server.serve()
     finally:

@@ -79,7 +79,9 @@ async def serve() -> None:
     )
     print(f"MCP server {base_url}/mcp trusting {issuer}", flush=True)
     server = uvicorn.Server(
-        uvicorn.Config(build_app(verifier, host, port, base_url), host=host, port=port, log_level="warning")
+        uvicorn.Config(
+            build_app(verifier, host, port, base_url), host=host, port=port, log_level="warning", proxy_headers=False
+        )
     )
     try:
         await server.serve()

@@ -6,6 +6,10 @@
 - Bounded request bodies on every POST endpoint (``413``, ``invalid_request``), for mcp 1.x
   whose SDK sets no limit of its own.
 - A store outage during the bearer check answers 503, not 401 (:mod:`.outage`).
+- ``/register`` bodies that are not a JSON object get ``400 invalid_client_metadata``
+  (RFC 7591 §3.2.2; mcp 1.x answers some of them with 500).
+- Error redirects from ``/authorize`` that the SDK builds get our ``iss`` (RFC 9207 §2), as
+  every authorization response we build ourselves does.
 
 Wrap the app the SDK builds: ``app = provider.protect(server.streamable_http_app(...))``.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,6 +31,22 @@ RATE_LIMITED_PATHS = frozenset({"/register", "/authorize"})
 BODY_LIMITED_METHODS = frozenset({"POST", "PUT", "PATCH"})
 WINDOW_SECONDS = 60.0
 MAX_TRACKED_CLIENTS = 10_000
+
+
+def _is_json_object(body: bytes) -> bool:
+    try:
+        return isinstance(json.loads(body), dict)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+
+
+def _with_iss(location: str, issuer: str) -> str:
+    parts = urlsplit(location)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    names = {k for k, _ in query}
+    if "error" not in names or "iss" in names:
+        return location
+    return urlunsplit(parts._replace(query=urlencode([*query, ("iss", issuer)])))
 
 
 class SlidingWindowLimiter:
@@ -60,9 +81,10 @@ async def _send_json(send: Send, status: int, body: dict[str, str], headers: dic
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, settings: ProviderSettings) -> None:
+    def __init__(self, app: ASGIApp, settings: ProviderSettings, issuer: str) -> None:
         self.app = StoreOutageMiddleware(app)
         self.settings = settings
+        self.issuer = issuer
         self.limiter = SlidingWindowLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
 
     def client_ip(self, scope: Scope) -> str:
@@ -89,10 +111,27 @@ class RequestGuard:
                     {"Retry-After": str(int(wait))},
                 )
                 return
+        if path == "/authorize":
+            send = self._with_issuer_on_error_redirects(send)
         if scope.get("method") in BODY_LIMITED_METHODS and not path.startswith("/mcp"):
             await self._with_body_limit(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def _with_issuer_on_error_redirects(self, send: Send) -> Send:
+        issuer = self.issuer
+
+        async def add_issuer(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] in (302, 303):
+                headers = []
+                for name, value in message.get("headers", []):
+                    if name == b"location":
+                        value = _with_iss(value.decode("latin-1"), issuer).encode("latin-1")
+                    headers.append((name, value))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return add_issuer
 
     async def _with_body_limit(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Read the (small) body of an authorization-endpoint request up to the limit first,
@@ -117,6 +156,13 @@ class RequestGuard:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        if scope.get("path") == "/register" and not _is_json_object(body):
+            await _send_json(
+                send,
+                400,
+                {"error": "invalid_client_metadata", "error_description": "The body must be a JSON object"},
+            )
+            return
         replayed = False
 
         async def replay() -> Message:

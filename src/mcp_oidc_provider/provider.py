@@ -40,6 +40,7 @@ from . import authorize, registration, revocation
 from . import token as flows_token
 from .clock import Clock, SystemClock
 from .context import ClaimsMapper, Context, default_claims_mapper
+from .env import secret_key_from_env
 from .errors import ConfigurationError, OIDCProviderError
 from .identity import UpstreamTokenService
 from .keys import load_signing_keys, parse_jwks_json
@@ -79,6 +80,7 @@ class OIDCProvider:
             store = MemoryStore()
         if jwks is None and os.environ.get("JWKS"):
             jwks = parse_jwks_json(os.environ["JWKS"])
+        secret_key = secret_key or secret_key_from_env()
         encryption_keys = encryption_keys or os.environ.get("ENCRYPTION_KEYS") or None
         self._sealer = Sealer.from_text(encryption_keys) if encryption_keys else None
         self.settings = settings
@@ -171,7 +173,7 @@ class OIDCProvider:
         """
         from .guard import RequestGuard
 
-        return RequestGuard(app, self.settings)
+        return RequestGuard(app, self.settings, self.issuer)
 
     def install(self, server: Any) -> None:
         """Add our routes to an ``MCPServer``/``FastMCP``: callback, OIDC discovery, JWKS, health."""

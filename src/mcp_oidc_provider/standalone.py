@@ -82,7 +82,9 @@ async def serve(config: EnvConfig, settings: ProviderSettings) -> None:
     print(f"authorization server {provider.issuer} for {', '.join(provider.settings.resource_urls)}", flush=True)
     # uvicorn drains in-flight requests and exits on SIGTERM or SIGINT.
     server = uvicorn.Server(
-        uvicorn.Config(build_auth_app(provider), host=config.host, port=config.port, log_level="warning")
+        uvicorn.Config(
+            build_auth_app(provider), host=config.host, port=config.port, log_level="warning", proxy_headers=False
+        )
     )
     try:
         await server.serve()
