@@ -32,9 +32,7 @@ async def test_unknown_key_ids_make_at_most_one_jwks_fetch_per_cool_down() -> No
         verifier = OIDCTokenVerifier(issuer=base, resource_url=base + "/mcp", store=MemoryStore(), secret_key=b"k" * 32)
         try:
             for _ in range(20):
-                stranger = jwt.encode(
-                    {"alg": "RS256", "kid": secrets.token_hex(8), "typ": "at+jwt"}, {"sub": "x"}, key
-                )
+                stranger = jwt.encode({"alg": "RS256", "kid": secrets.token_hex(8), "typ": "at+jwt"}, {"sub": "x"}, key)
                 assert await verifier.verify_token(stranger) is None
         finally:
             await verifier.aclose()

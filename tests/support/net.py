@@ -72,7 +72,9 @@ def run_process(
 @contextlib.asynccontextmanager
 async def serve_in_loop(app: Any, port: int) -> AsyncIterator[str]:
     """Serve an ASGI app with uvicorn on loopback inside the running event loop."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", proxy_headers=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", proxy_headers=False)
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
