@@ -1167,3 +1167,37 @@ async def test_every_error_redirect_from_authorize_names_our_issuer_against_mix_
     assert "error" in query and "code" not in query
     assert query["state"] == "st"
     assert query.get("iss") == server.provider.issuer
+
+
+async def test_behind_a_trusted_proxy_a_forged_x_forwarded_for_prefix_does_not_evade_the_rate_limit(
+    server: Harness,
+) -> None:
+    # The proxy appends the real address on the right; what the client sent stands to its left.
+    settings = server.provider.settings.model_copy(update={"rate_limit_per_minute": 3, "trust_forwarded_for": True})
+
+    async def registered(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    guard = RequestGuard(registered, settings, server.provider.issuer)
+    statuses = []
+    for i in range(5):
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        async def send(message: dict[str, Any], sent: list[dict[str, Any]] = sent) -> None:
+            sent.append(message)
+
+        forged = f"203.0.113.{i}, 198.51.100.7".encode()
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/register",
+            "client": ("10.0.0.1", 40000 + i),
+            "headers": [(b"x-forwarded-for", forged), (b"content-length", b"2")],
+        }
+        await guard(scope, receive, send)
+        statuses.append(sent[0]["status"])
+    assert statuses == [201] * 3 + [429] * 2

@@ -448,3 +448,19 @@ def test_secrets_prints_a_secret_key_and_an_encryption_key_the_server_accepts(
     assert rotated.open(sealer.seal(b"old")) == b"old"
     with pytest.raises(SealError):  # the new key seals; the old alone cannot open it
         sealer.open(rotated.seal(b"new"))
+
+
+async def test_a_configured_secret_key_never_reaches_the_store(dev_idp: str) -> None:
+    import base64
+
+    store = MemoryStore()
+    secret = b"s" * 32
+    provider = OIDCProvider(settings_for(dev_idp), store, secret_key=secret)
+    try:
+        await provider.start()
+    finally:
+        await provider.aclose()
+    stored = await store.get("signing", collection="mcp-oidc-keys")
+    assert stored is not None
+    assert base64.urlsafe_b64decode(stored["secret"]) != secret
+    assert base64.urlsafe_b64encode(secret).decode().rstrip("=") not in str(stored)

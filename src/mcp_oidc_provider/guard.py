@@ -91,7 +91,9 @@ class RequestGuard:
         if self.settings.trust_forwarded_for:
             for name, value in scope.get("headers", []):
                 if name == b"x-forwarded-for":
-                    return str(value.decode("latin-1")).split(",")[0].strip()
+                    # The right-most entry is the one our own proxy appended; the ones to its
+                    # left are whatever the client sent.
+                    return str(value.decode("latin-1")).split(",")[-1].strip()
         client = scope.get("client")
         return str(client[0]) if client else "unknown"
 

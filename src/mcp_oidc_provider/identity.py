@@ -89,10 +89,10 @@ class UpstreamTokenService:
             return current  # another request refreshed while we waited
         try:
             response = await self._upstream.refresh(current.refresh_token)
+            fresh = tokens_from_response(response, self._clock.now())
         except OIDCProviderError:
             logger.warning("upstream token refresh failed for grant %s", grant_id)
             return current
-        fresh = tokens_from_response(response, self._clock.now())
         fresh = fresh.model_copy(
             update={
                 "refresh_token": fresh.refresh_token or current.refresh_token,

@@ -200,11 +200,10 @@ async def _create_key_material(
     repo: Repository, stored: KeyMaterial | None, jwks: Mapping[str, Any] | None, secret: bytes | None, alg: Alg
 ) -> KeyMaterial:
     candidate = KeyMaterial(
-        # Configured private keys stay out of the store; only the derived-secret seed goes there.
+        # Configured keys never go into the store: a configured JWKS is replaced by an empty
+        # set, a configured SECRET_KEY by a random seed that is then not used.
         jwks={"keys": []} if jwks is not None else generate_jwks(alg),
-        secret=stored.secret
-        if stored is not None
-        else base64.urlsafe_b64encode(secret or secrets.token_bytes(32)).decode(),
+        secret=stored.secret if stored is not None else base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
     )
     current = await repo.load_keys()
     if current is not None and (jwks is not None or current.jwks.get("keys")):

@@ -148,16 +148,28 @@ class UpstreamClient:
 
 
 def tokens_from_response(token: dict[str, Any], now: float) -> UpstreamTokens:
+    """The IdP's token response (RFC 6749 §5.1) as we keep it; a malformed one is refused
+    without its values ever reaching an error message."""
+
+    def optional_string(name: str) -> str | None:
+        value = token.get(name)
+        if value is not None and not isinstance(value, str):
+            raise UpstreamError(f"The identity provider's token response has an invalid {name}")
+        return value
+
+    access_token = token.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise UpstreamError("The identity provider's token response has no access_token")
     expires_at: float | None = None
     if isinstance(token.get("expires_at"), (int, float)):
         expires_at = float(token["expires_at"])
     elif isinstance(token.get("expires_in"), (int, float)):
         expires_at = now + float(token["expires_in"])
     return UpstreamTokens(
-        access_token=str(token.get("access_token", "")),
-        token_type=str(token.get("token_type", "Bearer")),
-        id_token=token.get("id_token"),
-        refresh_token=token.get("refresh_token"),
+        access_token=access_token,
+        token_type=optional_string("token_type") or "Bearer",
+        id_token=optional_string("id_token"),
+        refresh_token=optional_string("refresh_token"),
         expires_at=expires_at,
-        scope=token.get("scope"),
+        scope=optional_string("scope"),
     )
