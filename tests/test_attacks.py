@@ -693,6 +693,45 @@ async def test_asking_for_the_attackers_resource_at_authorize_gets_an_error_and_
     assert_error_redirect(response, client, "invalid_target" if MCP_MAJOR >= 2 else "invalid_request")
 
 
+async def test_asking_for_a_resource_we_do_not_serve_at_token_gets_invalid_target_and_no_token(
+    server: Harness,
+) -> None:
+    client = await server.register()
+    query, verifier = await login(server, client)
+    response = await server.redeem_with(client, query["code"], verifier, resource="https://evil.example/mcp")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_target"
+    assert_no_token(response)
+    # The code was not spent on the refused request: the genuine redemption still works.
+    assert (await server.redeem(client, query["code"], verifier)).status_code == 200
+
+
+async def test_switching_to_another_served_resource_at_token_is_refused(
+    hostile: HostileIdP, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = harness_module.load_env_config
+
+    def with_two_resources(environ: dict[str, str], **kwargs: Any) -> Any:
+        base = f"http://127.0.0.1:{environ['PORT']}"
+        return original({**environ, "RESOURCE_URLS": f"{base}/mcp,{OTHER_RESOURCE}"}, **kwargs)
+
+    monkeypatch.setattr(harness_module, "load_env_config", with_two_resources)
+    async with own_server(hostile) as server:
+        client, tokens = await tokens_for(server)  # authorized for this server's /mcp
+        switched = await server.token(
+            client, grant_type="refresh_token", refresh_token=tokens["refresh_token"], resource=OTHER_RESOURCE
+        )
+        same = await server.token(
+            client, grant_type="refresh_token", refresh_token=tokens["refresh_token"], resource=server.mcp_url
+        )
+    # RFC 8707 §2.2: only a resource the grant was authorized for (1.x: nearest code).
+    assert switched.status_code == 400
+    assert switched.json()["error"] == ("invalid_target" if MCP_MAJOR >= 2 else "invalid_request")
+    assert_no_token(switched)
+    assert same.status_code == 200, same.text
+    assert claims_of(same.json()["access_token"])["aud"] == server.mcp_url
+
+
 # 12-14. Forged and misused bearer tokens
 
 

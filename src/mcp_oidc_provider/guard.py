@@ -6,6 +6,8 @@
 - Bounded request bodies on every POST endpoint (``413``, ``invalid_request``), for mcp 1.x
   whose SDK sets no limit of its own.
 - A store outage during the bearer check answers 503, not 401 (:mod:`.outage`).
+- ``resource`` at ``/token`` must name one of our MCP servers (RFC 8707 §2; the SDK ignores
+  the parameter): ``400 invalid_target``; the token flows then require it to be the grant's.
 - ``/register`` bodies that are not a JSON object get ``400 invalid_client_metadata``
   (RFC 7591 §3.2.2; mcp 1.x answers some of them with 500).
 - Error redirects from ``/authorize`` that the SDK builds get our ``iss`` (RFC 9207 §2), as
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
+from contextvars import ContextVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,6 +34,15 @@ RATE_LIMITED_PATHS = frozenset({"/register", "/authorize"})
 BODY_LIMITED_METHODS = frozenset({"POST", "PUT", "PATCH"})
 WINDOW_SECONDS = 60.0
 MAX_TRACKED_CLIENTS = 10_000
+
+
+#: The RFC 8707 ``resource`` of the current /token request, which the SDK does not pass on;
+#: the token flows check it against the grant's (see :func:`.token.ensure_resource_of_grant`).
+requested_resource: ContextVar[str | None] = ContextVar("mcp_oidc_provider_token_resource", default=None)
+
+
+def _is_served(resource: str, served: tuple[str, ...]) -> bool:
+    return any(resource.rstrip("/") == r.rstrip("/") for r in served)
 
 
 def _is_json_object(body: bytes) -> bool:
@@ -165,6 +177,17 @@ class RequestGuard:
                 {"error": "invalid_client_metadata", "error_description": "The body must be a JSON object"},
             )
             return
+        if scope.get("path") == "/token":
+            resources = [v for k, v in parse_qsl(body.decode("latin-1"), keep_blank_values=True) if k == "resource"]
+            if len(resources) > 1 or (resources and not _is_served(resources[0], self.settings.resource_urls)):
+                # RFC 8707 §2: a resource we do not serve, or several, at the token endpoint.
+                audit.emit("resource.refused", reason="/token")
+                await _send_json(
+                    send, 400, {"error": "invalid_target", "error_description": "The resource is not served here"}
+                )
+                return
+            if resources:
+                requested_resource.set(resources[0])
         replayed = False
 
         async def replay() -> Message:

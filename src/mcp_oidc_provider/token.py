@@ -21,7 +21,8 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 from . import audit
 from .context import Context
-from .errors import InvalidGrant
+from .errors import InvalidGrant, InvalidTarget
+from .guard import requested_resource
 from .keys import InvalidJWT
 from .models import FederatedAccessToken, FederatedAuthorizationCode, FederatedRefreshToken
 from .store import GrantRecord, RefreshTokenRecord, Repository, SpentMarker
@@ -86,6 +87,13 @@ async def load_live_grant(ctx: Context, grant_id: str, client_id: str) -> GrantR
     return grant
 
 
+def ensure_resource_of_grant(grant: GrantRecord) -> None:
+    """RFC 8707 §2.2: a ``resource`` at /token must be one the grant was authorized for."""
+    requested = requested_resource.get()
+    if requested is not None and requested.rstrip("/") != grant.resource.rstrip("/"):
+        raise InvalidTarget("The requested resource was not authorized for this grant")
+
+
 async def issue_tokens(ctx: Context, grant: GrantRecord, scopes: list[str]) -> OAuthToken:
     now = int(ctx.now())
     lifetime = ctx.settings.access_token_ttl
@@ -128,8 +136,9 @@ async def issue_tokens(ctx: Context, grant: GrantRecord, scopes: list[str]) -> O
 async def exchange_authorization_code(
     ctx: Context, client: OAuthClientInformationFull, code: FederatedAuthorizationCode
 ) -> OAuthToken:
-    await consume_code_once(ctx, code.code)
     grant = await load_live_grant(ctx, code.grant_id, client.client_id or "")
+    ensure_resource_of_grant(grant)
+    await consume_code_once(ctx, code.code)
     tokens = await issue_tokens(ctx, grant, code.scopes)
     audit.emit("token.issued", client_id=client.client_id, grant_id=grant.grant_id)
     return tokens
@@ -186,8 +195,9 @@ async def rotate_refresh_token(ctx: Context, token: str) -> None:
 async def exchange_refresh_token(
     ctx: Context, client: OAuthClientInformationFull, token: FederatedRefreshToken, scopes: list[str]
 ) -> OAuthToken:
-    await rotate_refresh_token(ctx, token.token)
     grant = await load_live_grant(ctx, token.grant_id, client.client_id or "")
+    ensure_resource_of_grant(grant)
+    await rotate_refresh_token(ctx, token.token)
     tokens = await issue_tokens(ctx, grant, scopes or token.scopes)
     audit.emit("token.refreshed", client_id=client.client_id, grant_id=grant.grant_id)
     return tokens

@@ -142,6 +142,16 @@ class Harness:
             data["client_secret"] = client.client_secret
         return await self.http.post(self.base + "/token", data=data)
 
+    async def redeem_with(self, client: Client, code: str, verifier: str, **form: str) -> httpx2.Response:
+        return await self.token(
+            client,
+            grant_type="authorization_code",
+            code=code,
+            code_verifier=verifier,
+            redirect_uri=client.redirect_uri,
+            **form,
+        )
+
     async def redeem(self, client: Client, code: str, verifier: str) -> httpx2.Response:
         return await self.token(
             client, grant_type="authorization_code", code=code, code_verifier=verifier, redirect_uri=client.redirect_uri
