@@ -41,7 +41,7 @@ from . import token as flows_token
 from .clock import Clock, SystemClock
 from .context import ClaimsMapper, Context, default_claims_mapper
 from .env import secret_key_from_env
-from .errors import ConfigurationError, OIDCProviderError
+from .errors import ConfigurationError, OIDCProviderError, to_token_error
 from .identity import UpstreamTokenService
 from .keys import load_signing_keys, parse_jwks_json
 from .models import FederatedAccessToken, FederatedAuthorizationCode, FederatedRefreshToken
@@ -208,7 +208,7 @@ class OIDCProvider:
         try:
             return await flows_token.exchange_authorization_code(await self._context(), client, authorization_code)
         except OIDCProviderError as exc:
-            raise _token_error(exc) from exc
+            raise to_token_error(exc) from exc
 
     async def load_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: str
@@ -221,7 +221,7 @@ class OIDCProvider:
         try:
             return await flows_token.exchange_refresh_token(await self._context(), client, refresh_token, scopes)
         except OIDCProviderError as exc:
-            raise _token_error(exc) from exc
+            raise to_token_error(exc) from exc
 
     async def load_access_token(self, token: str) -> FederatedAccessToken | None:
         try:
@@ -245,12 +245,7 @@ class OIDCProvider:
 
     async def upstream_tokens_for(self, access: FederatedAccessToken) -> UpstreamTokens | None:
         ctx = await self._context()
-        if self._upstream_tokens is None:
+        if self._upstream_tokens is None:  # one service per provider: it holds the refresh locks
             self._upstream_tokens = UpstreamTokenService(ctx.repo, ctx.upstream, ctx.clock)
         return await self._upstream_tokens.tokens_for(access)
 
-
-def _token_error(exc: OIDCProviderError) -> Exception:
-    from .errors import to_token_error
-
-    return to_token_error(exc)
