@@ -663,9 +663,8 @@ async def test_a_duplicate_refresh_within_the_grace_window_is_refused_but_the_gr
 OTHER_RESOURCE = "https://other.example/mcp"
 
 
-async def test_a_token_issued_for_another_resource_is_refused_at_this_mcp_server(
-    hostile: HostileIdP, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def serve_two_resources(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Servers built next serve two MCP resources: their own /mcp and OTHER_RESOURCE."""
     original = harness_module.load_env_config
 
     def with_two_resources(environ: dict[str, str], **kwargs: Any) -> Any:
@@ -673,6 +672,12 @@ async def test_a_token_issued_for_another_resource_is_refused_at_this_mcp_server
         return original({**environ, "RESOURCE_URLS": f"{base}/mcp,{OTHER_RESOURCE}"}, **kwargs)
 
     monkeypatch.setattr(harness_module, "load_env_config", with_two_resources)
+
+
+async def test_a_token_issued_for_another_resource_is_refused_at_this_mcp_server(
+    hostile: HostileIdP, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serve_two_resources(monkeypatch)
     async with own_server(hostile) as server:
         assert server.provider.settings.resource_urls == (server.base + "/mcp", OTHER_RESOURCE)
         _, ours = await tokens_for(server)
@@ -709,13 +714,7 @@ async def test_asking_for_a_resource_we_do_not_serve_at_token_gets_invalid_targe
 async def test_switching_to_another_served_resource_at_token_is_refused(
     hostile: HostileIdP, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = harness_module.load_env_config
-
-    def with_two_resources(environ: dict[str, str], **kwargs: Any) -> Any:
-        base = f"http://127.0.0.1:{environ['PORT']}"
-        return original({**environ, "RESOURCE_URLS": f"{base}/mcp,{OTHER_RESOURCE}"}, **kwargs)
-
-    monkeypatch.setattr(harness_module, "load_env_config", with_two_resources)
+    serve_two_resources(monkeypatch)
     async with own_server(hostile) as server:
         client, tokens = await tokens_for(server)  # authorized for this server's /mcp
         switched = await server.token(
