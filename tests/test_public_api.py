@@ -21,6 +21,7 @@ CURATED_API = {
     "OIDCProviderError",
     "OIDCTokenVerifier",
     "ProviderSettings",
+    "StaticClient",
     "StoreOutageMiddleware",
     "SystemClock",
     "UpstreamSettings",

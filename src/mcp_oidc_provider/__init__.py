@@ -8,7 +8,7 @@ from .keys import generate_jwks
 from .models import FederatedAccessToken
 from .outage import StoreOutageMiddleware
 from .provider import OIDCProvider
-from .settings import ProviderSettings, UpstreamSettings
+from .settings import ProviderSettings, StaticClient, UpstreamSettings
 from .store import UpstreamTokens, store_from_url
 from .verifier import OIDCTokenVerifier
 
@@ -21,6 +21,7 @@ __all__ = [
     "OIDCProviderError",
     "OIDCTokenVerifier",
     "ProviderSettings",
+    "StaticClient",
     "StoreOutageMiddleware",
     "SystemClock",
     "UpstreamSettings",

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from . import audit
+from . import audit, registration
 from .authorize import upstream_login_url
 from .callback import client_redirect
 from .context import Context
@@ -102,7 +102,7 @@ def remember_cookie(ctx: Context, client_id: str, browser: str) -> Cookie:
 
 
 def needs_consent(ctx: Context, txn: LoginTransaction, browser: str | None, cookies: Mapping[str, str]) -> bool:
-    if txn.client_id in ctx.settings.trusted_client_ids or ctx.settings.consent == "off":
+    if ctx.settings.is_trusted_client(txn.client_id) or ctx.settings.consent == "off":
         return False
     if ctx.settings.consent == "remember":
         return not remembered(ctx, txn.client_id, browser, cookies)
@@ -169,8 +169,8 @@ async def open_consent(ctx: Context, login: str | None, cookies: Mapping[str, st
         return ConsentResponse(400, error="invalid_request", error_description=str(exc))
     if not needs_consent(ctx, txn, browser, cookies):
         return await _to_upstream(ctx, login, txn, set_cookies)
-    client = await ctx.repo.load_client_with_ttl(txn.client_id)
-    client_name = str(client[0].metadata.get("client_name") or "An unnamed application") if client else "An application"
+    client = await registration.load_client(ctx, txn.client_id)
+    client_name = (client.client_name if client else None) or "An unnamed application"
     page = render_page(ctx, login, csrf_token(ctx, login, browser), client_name, txn)
     return ConsentResponse(200, html=page, cookies=set_cookies)
 

@@ -248,4 +248,3 @@ class OIDCProvider:
         if self._upstream_tokens is None:  # one service per provider: it holds the refresh locks
             self._upstream_tokens = UpstreamTokenService(ctx.repo, ctx.upstream, ctx.clock)
         return await self._upstream_tokens.tokens_for(access)
-

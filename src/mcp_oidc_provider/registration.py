@@ -56,7 +56,29 @@ async def register_client(ctx: Context, client: OAuthClientInformationFull) -> N
     audit.emit("client.registered", client_id=client.client_id)
 
 
+def static_client_info(ctx: Context, client_id: str) -> FederatedClient | None:
+    """A client from configuration (``ProviderSettings.static_clients``), never from the store."""
+    static = ctx.settings.static_client(client_id)
+    if static is None:
+        return None
+    return FederatedClient.model_validate(
+        {
+            "client_id": static.client_id,
+            "client_secret": static.client_secret.get_secret_value() if static.client_secret else None,
+            "client_name": static.client_name,
+            "redirect_uris": list(static.redirect_uris),
+            "scope": " ".join(static.scopes if static.scopes is not None else ctx.settings.scopes),
+            "token_endpoint_auth_method": static.token_endpoint_auth_method,
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+        }
+    )
+
+
 async def load_client(ctx: Context, client_id: str) -> OAuthClientInformationFull | None:
+    static = static_client_info(ctx, client_id)
+    if static is not None:
+        return static
     found = await ctx.repo.load_client_with_ttl(client_id)
     if found is None:
         return None

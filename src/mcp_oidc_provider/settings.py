@@ -83,6 +83,35 @@ class UpstreamSettings(BaseModel):
         return urlsplit(self.issuer).scheme == "http"
 
 
+class StaticClient(BaseModel):
+    """A client registered in configuration rather than through RFC 7591 (a first-party app).
+
+    ``trusted`` clients skip the consent page: only mark clients you operate yourself.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    client_id: str = Field(min_length=1, max_length=256)
+    client_secret: SecretStr | None = None
+    redirect_uris: tuple[str, ...] = Field(min_length=1)
+    client_name: str | None = None
+    #: Scopes it may request; default: all of the provider's.
+    scopes: tuple[str, ...] | None = None
+    token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post", "none"] | None = None
+    trusted: bool = False
+
+    @model_validator(mode="after")
+    def _auth_method_matches_secret(self) -> StaticClient:
+        method = self.token_endpoint_auth_method
+        if method is None:
+            object.__setattr__(
+                self, "token_endpoint_auth_method", "client_secret_basic" if self.client_secret else "none"
+            )
+        elif (method == "none") != (self.client_secret is None):
+            raise ValueError(f"static client {self.client_id!r}: a secret goes with a secret-based auth method")
+        return self
+
+
 class ProviderSettings(BaseModel):
     """How the authorization server behaves. Lifetimes are in seconds."""
 
@@ -112,6 +141,8 @@ class ProviderSettings(BaseModel):
     consent_remember_seconds: int = Field(default=30 * 86400, ge=60)
     #: Client ids that never see the consent page (pre-registered first-party clients).
     trusted_client_ids: tuple[str, ...] = ()
+    #: Clients registered in configuration; ``trusted`` ones never see the consent page.
+    static_clients: tuple[StaticClient, ...] = ()
     #: If set, https redirect URIs must be on one of these hosts.
     allowed_redirect_hosts: tuple[str, ...] = ()
     #: A rotated-away refresh token presented again within this many seconds is refused without
@@ -149,6 +180,18 @@ class ProviderSettings(BaseModel):
             object.__setattr__(self, "resource_urls", (self.issuer_url.rstrip("/") + "/mcp",))
         if not set(self.required_scopes) <= set(self.scopes):
             raise ValueError("required_scopes must be a subset of scopes")
+        from .redirect_policy import RedirectUriRefused, ensure_redirect_uri_allowed
+
+        for client in self.static_clients:
+            for uri in client.redirect_uris:
+                try:
+                    ensure_redirect_uri_allowed(uri, self.private_use_schemes, self.allowed_redirect_hosts)
+                except RedirectUriRefused as exc:
+                    raise ValueError(f"static client {client.client_id!r}: {exc}") from exc
+            if client.scopes is not None and not set(client.scopes) <= set(self.scopes):
+                raise ValueError(f"static client {client.client_id!r}: scopes must be among the provider's scopes")
+        if len({c.client_id for c in self.static_clients}) != len(self.static_clients):
+            raise ValueError("static client ids must be unique")
         if self.consent == "off":
             logger.warning(
                 "CONSENT IS OFF: any registered client can obtain a code for a user with a live IdP session; "
@@ -160,6 +203,13 @@ class ProviderSettings(BaseModel):
                 self.upstream.issuer,
             )
         return self
+
+    def static_client(self, client_id: str) -> StaticClient | None:
+        return next((c for c in self.static_clients if c.client_id == client_id), None)
+
+    def is_trusted_client(self, client_id: str) -> bool:
+        static = self.static_client(client_id)
+        return client_id in self.trusted_client_ids or (static is not None and static.trusted)
 
     @property
     def is_https(self) -> bool:
