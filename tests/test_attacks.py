@@ -1239,3 +1239,27 @@ async def test_behind_a_trusted_proxy_a_forged_x_forwarded_for_prefix_does_not_e
         await guard(scope, receive, send)
         statuses.append(sent[0]["status"])
     assert statuses == [201] * 3 + [429] * 2
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "body"),
+    [
+        ("GET", "/consent", None),
+        ("GET", "/consent?login=" + "x" * 5000, None),
+        ("GET", "/consent?login=%00%ff", None),
+        ("POST", "/consent", b"\xff\xfe not a form"),
+        ("POST", "/consent", b"login=" + b"a" * 3000 + b"&csrf=x&action=approve"),
+        ("POST", "/consent", b"action=approve"),
+        ("GET", "/oauth/callback", None),
+        ("GET", "/oauth/callback?state=" + "s" * 5000 + "&code=c", None),
+        ("GET", "/oauth/callback?error=access_denied", None),
+    ],
+)
+async def test_malformed_consent_and_callback_requests_get_a_400_oauth_error_never_a_500(
+    server: Harness, method: str, target: str, body: bytes | None
+) -> None:
+    headers = {"content-type": "application/x-www-form-urlencoded"} if body is not None else {}
+    response = await server.http.request(method, server.base + target, content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_request"
+    assert_no_redirect(response)
