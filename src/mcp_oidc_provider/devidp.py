@@ -36,9 +36,11 @@ def run_dev_idp(users: Sequence[DevUser] = DEFAULT_USERS, host: str = "127.0.0.1
         import oidc_provider_mock  # type: ignore[import-untyped]
         import werkzeug.serving
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise RuntimeError(
-            "the development IdP needs the 'oidc-provider-mock' package (Python >= 3.12): "
-            "pip install 'mcp-oidc-provider[dev-idp]'"
+        from .errors import ConfigurationError
+
+        raise ConfigurationError(
+            "UPSTREAM_ISSUER is not set and the development IdP needs the 'oidc-provider-mock' package "
+            "(Python >= 3.12): pip install 'mcp-oidc-provider[dev-idp]', or set UPSTREAM_ISSUER"
         ) from exc
     app = oidc_provider_mock.app(
         require_nonce=True,
