@@ -366,7 +366,9 @@ async def test_a_consent_link_already_opened_by_the_attacker_is_refused_in_the_v
 # 3. CSRF on the consent form
 
 
-@pytest.mark.parametrize("forgery", ["no cookie", "wrong csrf", "csrf of another login", "attacker's own cookie"])
+@pytest.mark.parametrize(
+    "forgery", ["no cookie", "wrong csrf", "non-ascii csrf", "csrf of another login", "attacker's own cookie"]
+)
 async def test_a_forged_consent_approval_is_refused(
     server: Harness,
     hostile: HostileIdP,
@@ -383,6 +385,8 @@ async def test_a_forged_consent_approval_is_refused(
         poster = attacker_browser
     elif forgery == "wrong csrf":
         form["csrf"] = hmac.new(b"guess", b"guess", hashlib.sha256).hexdigest()
+    elif forgery == "non-ascii csrf":
+        form["csrf"] = "é" * 64
     elif forgery == "csrf of another login":
         _, other_fields = consent_form((await open_consent(server, browser, client)).text)
         assert other_fields["login"] != fields["login"]
@@ -1263,3 +1267,12 @@ async def test_malformed_consent_and_callback_requests_get_a_400_oauth_error_nev
     assert response.status_code == 400, response.text
     assert response.json()["error"] == "invalid_request"
     assert_no_redirect(response)
+
+
+async def test_a_bearer_token_with_a_deeply_nested_header_gets_401_not_an_outage_503(server: Harness) -> None:
+    import base64
+
+    header = base64.urlsafe_b64encode(b"[" * 6000 + b"]" * 6000).decode().rstrip("=")
+    response = await server.mcp(f"{header}.e30.sig")
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]

@@ -3,7 +3,8 @@
     python examples/fastmcp_integrated/server.py
 
 Configuration (environment): HOST, PORT, BASE_URL, UPSTREAM_ISSUER, UPSTREAM_CLIENT_ID,
-UPSTREAM_CLIENT_SECRET, UPSTREAM_SCOPES, STORE_URL, JWKS (see the README's table). Without
+UPSTREAM_CLIENT_SECRET, UPSTREAM_SCOPES, UPSTREAM_AUTH_METHOD, STORE_URL, JWKS, SECRET_KEY,
+ENCRYPTION_KEYS, RESOURCE_URLS (see the README's table). Without
 UPSTREAM_ISSUER an embedded development IdP starts on a free loopback port, so this runs on
 a fresh machine with no account anywhere.
 

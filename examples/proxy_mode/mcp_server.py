@@ -4,7 +4,8 @@
         python examples/proxy_mode/mcp_server.py
 
 Configuration (environment): HOST (127.0.0.1), PORT (8000), BASE_URL (http://HOST:PORT),
-AUTH_ISSUER (the authorization server's base URL), STORE_URL (the store it uses). Tokens are
+AUTH_ISSUER (the authorization server's base URL), STORE_URL (the store it uses), and the
+authorization server's SECRET_KEY / ENCRYPTION_KEYS if it has them (grants are sealed). Tokens are
 verified with the authorization server's keys and checked against the shared store for
 revocation on every request. Works with mcp 2.x (``MCPServer``) and 1.x (``FastMCP``).
 """

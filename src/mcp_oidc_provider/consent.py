@@ -90,9 +90,10 @@ def remembered(ctx: Context, client_id: str, browser: str | None, cookies: Mappi
     if not value or browser is None or "." not in value:
         return False
     expires, mac = value.split(".", 1)
-    if not expires.isdigit() or int(expires) < ctx.now():
+    if not (expires.isascii() and expires.isdigit()) or int(expires) < ctx.now():
         return False
-    return hmac.compare_digest(mac, _mac(ctx, "consent-remembered", client_id, expires, browser))
+    expected = _mac(ctx, "consent-remembered", client_id, expires, browser)
+    return hmac.compare_digest(mac.encode(), expected.encode())
 
 
 def remember_cookie(ctx: Context, client_id: str, browser: str) -> Cookie:
@@ -142,7 +143,7 @@ async def bind_browser(
 
 
 def ensure_csrf_token(ctx: Context, login: str, browser: str, token: str | None) -> None:
-    if not token or not hmac.compare_digest(token, csrf_token(ctx, login, browser)):
+    if not token or not hmac.compare_digest(token.encode(), csrf_token(ctx, login, browser).encode()):
         audit.emit("consent.csrf_refused")
         raise ConsentRefused("This approval did not come from the consent page; start again from your application.")
 

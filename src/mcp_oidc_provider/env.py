@@ -10,7 +10,7 @@ Variable                   Meaning                                              
 ``UPSTREAM_CLIENT_ID``     our client id at the IdP                               required with issuer
 ``UPSTREAM_CLIENT_SECRET`` our client secret at the IdP                           (public client)
 ``UPSTREAM_SCOPES``        space-separated scopes asked of the IdP                ``openid email profile``
-``UPSTREAM_AUTH_METHOD``   ``client_secret_basic``/``client_secret_post``/``none``  ``client_secret_basic``
+``UPSTREAM_AUTH_METHOD``   ``client_secret_basic``/``client_secret_post``/``none``  basic (``none`` w/o secret)
 ``STORE_URL``              ``memory://``, ``disk://PATH``, ``redis://HOST:PORT/DB``  ``memory://``
 ``JWKS``                   private JWKS from ``mcp-oidc-provider keygen``         kept in the store
 ``SECRET_KEY``             seed for client secrets, cookies (base64url, 32+ B)    kept in the store

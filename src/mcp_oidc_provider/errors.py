@@ -2,7 +2,7 @@
 
 ::
 
-    OIDCProviderError                      server_error (500 at /token, redirect at /authorize)
+    OIDCProviderError                      server_error (redirect at /authorize; invalid_request at /token)
     ├── ConfigurationError                 raised at start-up, never on a request
     ├── InvalidRequest                     invalid_request      RFC 6749 §4.1.2.1 / §5.2
     ├── AccessDenied                       access_denied        RFC 6749 §4.1.2.1

@@ -3,8 +3,8 @@
 - Per-client-IP rate limit on ``/register`` and ``/authorize`` (registration flooding, login
   spam): ``429`` with ``Retry-After`` and the OAuth code ``temporarily_unavailable``
   (RFC 6749 §4.1.2.1; RFC 6585 §4 for the status). The count is per process.
-- Bounded request bodies on every POST endpoint (``413``, ``invalid_request``), for mcp 1.x
-  whose SDK sets no limit of its own.
+- Bounded request bodies at the authorization endpoints (``413``, ``invalid_request``),
+  tighter than the SDK's own limits.
 - A store outage during the bearer check answers 503, not 401 (:mod:`.outage`).
 - ``resource`` at ``/token`` must name one of our MCP servers (RFC 8707 §2; the SDK ignores
   the parameter): ``400 invalid_target``; the token flows then require it to be the grant's.
@@ -32,6 +32,8 @@ from .settings import ProviderSettings
 
 RATE_LIMITED_PATHS = frozenset({"/register", "/authorize"})
 BODY_LIMITED_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: The authorization endpoints, ours and the SDK's; the MCP endpoint keeps the SDK's own limit.
+BODY_LIMITED_PATHS = frozenset({"/register", "/token", "/revoke", "/authorize", "/consent"})
 WINDOW_SECONDS = 60.0
 MAX_TRACKED_CLIENTS = 10_000
 
@@ -101,11 +103,11 @@ class RequestGuard:
 
     def client_ip(self, scope: Scope) -> str:
         if self.settings.trust_forwarded_for:
-            for name, value in scope.get("headers", []):
-                if name == b"x-forwarded-for":
-                    # The right-most entry is the one our own proxy appended; the ones to its
-                    # left are whatever the client sent.
-                    return str(value.decode("latin-1")).split(",")[-1].strip()
+            forwarded = [value for name, value in scope.get("headers", []) if name == b"x-forwarded-for"]
+            if forwarded:
+                # The right-most entry of the last header is the one our own proxy wrote; all
+                # before it is whatever the client sent.
+                return str(forwarded[-1].decode("latin-1")).split(",")[-1].strip()
         client = scope.get("client")
         return str(client[0]) if client else "unknown"
 
@@ -127,7 +129,7 @@ class RequestGuard:
                 return
         if path == "/authorize":
             send = self._with_issuer_on_error_redirects(send)
-        if scope.get("method") in BODY_LIMITED_METHODS and not path.startswith("/mcp"):
+        if scope.get("method") in BODY_LIMITED_METHODS and path in BODY_LIMITED_PATHS:
             await self._with_body_limit(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -162,7 +162,7 @@ def verify_with_keys(token: str, typ: str, keys: Mapping[str, RSAKey | ECKey]) -
         decoded = jwt.decode(token, key, algorithms=[str(key.alg)])
     except InvalidJWT:
         raise
-    except (JoseError, ValueError, TypeError, KeyError) as exc:
+    except (JoseError, ValueError, TypeError, KeyError, RecursionError) as exc:
         raise InvalidJWT("invalid token") from exc
     return dict(decoded.claims)
 
@@ -173,7 +173,7 @@ def _peek_header(token: str) -> dict[str, Any]:
     encoded = token.split(".", 1)[0]
     try:
         header = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidJWT("bad header") from exc
     if not isinstance(header, dict):
         raise InvalidJWT("bad header")

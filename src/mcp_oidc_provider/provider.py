@@ -48,7 +48,7 @@ from .models import FederatedAccessToken, FederatedAuthorizationCode, FederatedR
 from .outage import report_store_outage
 from .sealing import Sealer
 from .settings import ProviderSettings
-from .store import Repository, UpstreamTokens
+from .store import Repository, UpstreamTokens, is_store_failure
 from .upstream.client import UpstreamClient
 
 logger = logging.getLogger("mcp_oidc_provider")
@@ -230,7 +230,8 @@ class OIDCProvider:
         except Exception as exc:
             # Fail closed: a store outage must not let a token through, nor leak a traceback.
             logger.error("bearer check failed, token refused: %s", type(exc).__name__)
-            report_store_outage()
+            if is_store_failure(exc):
+                report_store_outage()
             return None
         return access.bind_source(self) if access is not None else None
 

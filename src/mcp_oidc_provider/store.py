@@ -30,6 +30,14 @@ SCHEMA_VERSION = 1
 NAMESPACE = "mcp-oidc"
 
 
+def is_store_failure(exc: BaseException) -> bool:
+    """Whether an exception means the store could not be reached or answered wrongly."""
+    if isinstance(exc, (OSError, ConnectionError, TimeoutError)):
+        return True
+    module = type(exc).__module__
+    return module.startswith(("redis", "key_value", "valkey", "diskcache", "sqlite3"))
+
+
 def digest(value: str) -> str:
     """Storage key for a secret value: its SHA-256, hex."""
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
@@ -254,7 +262,11 @@ class Repository:
             try:
                 part = _SealedPart.model_validate_json(self._sealer().open(stored.sealed))
             except SealError:
-                logger.error("grant %s could not be decrypted: ENCRYPTION_KEYS rotated too early?", stored.grant_id)
+                logger.error(
+                    "grant %s could not be decrypted: is ENCRYPTION_KEYS (or SECRET_KEY) the authorization "
+                    "server's, and was no key retired too early?",
+                    stored.grant_id,
+                )
                 return None
             self._opened[stored.sealed] = part
             if len(self._opened) > 1024:

@@ -36,13 +36,17 @@ from .keys import InvalidJWT, VerifiedTokenCache, key_id, public_keys_by_kid, ve
 from .models import FederatedAccessToken
 from .outage import report_store_outage
 from .sealing import Sealer
-from .store import Repository, UpstreamTokens
+from .store import Repository, UpstreamTokens, is_store_failure
 from .token import access_token_from_claims, check_access_token_claims
 from .tokens import ACCESS_TOKEN_TYP
 
 logger = logging.getLogger("mcp_oidc_provider.verifier")
 
 KEY_REFETCH_COOLDOWN_SECONDS = 30.0
+
+
+class SealingKeyUnavailable(Exception):
+    """The grants in the store cannot be opened: the sealing key was not configured here."""
 
 
 class OIDCTokenVerifier:
@@ -91,6 +95,7 @@ class OIDCTokenVerifier:
         self._verified = VerifiedTokenCache()
         self._http: httpx2.AsyncClient | None = None
         self._upstream_tokens = UpstreamTokenService(self._repo, None, self._clock)
+        self._warned_no_sealing_key = False
 
     def auth_settings(self) -> AuthSettings:
         """``AuthSettings(issuer_url=<auth server>, resource_server_url=<this MCP server>)``."""
@@ -140,7 +145,13 @@ class OIDCTokenVerifier:
         if self._repo.sealer is None:
             material = await self._repo.load_keys()
             if material is None:
-                raise RuntimeError("the authorization server has not initialised the store yet")
+                if not self._warned_no_sealing_key:
+                    self._warned_no_sealing_key = True
+                    logger.error(
+                        "no sealing key: give this MCP server the authorization server's ENCRYPTION_KEYS or "
+                        "SECRET_KEY (environment or arguments); every token is refused until then"
+                    )
+                raise SealingKeyUnavailable
             self._repo.sealer = Sealer.derived(base64.urlsafe_b64decode(material.secret))
 
     async def verify_token(self, token: str) -> FederatedAccessToken | None:
@@ -152,9 +163,12 @@ class OIDCTokenVerifier:
             if not check_access_token_claims(claims, self.issuer, (self.resource_url,), self._clock.now()):
                 return None
             access = await access_token_from_claims(self._repo, token, claims)
+        except SealingKeyUnavailable:
+            return None
         except Exception as exc:
             logger.error("bearer check failed, token refused: %s", type(exc).__name__)
-            report_store_outage()
+            if is_store_failure(exc):
+                report_store_outage()
             return None
         return access.bind_source(self) if access is not None else None
 

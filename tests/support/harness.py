@@ -204,6 +204,7 @@ async def integrated_server(
     start: bool = True,
     claims_mapper: Any = None,
     extra_tools: Any = (),
+    encryption_keys: str | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Harness]:
     port = free_port()
@@ -215,7 +216,7 @@ async def integrated_server(
         **overrides,
     )
     store = store if store is not None else MemoryStore()
-    provider = OIDCProvider(settings, store, clock=clock, claims_mapper=claims_mapper)
+    provider = OIDCProvider(settings, store, clock=clock, claims_mapper=claims_mapper, encryption_keys=encryption_keys)
     if start:
         await provider.start()
     app = build_app(provider, config, extra_tools)

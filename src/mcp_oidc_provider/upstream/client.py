@@ -91,7 +91,7 @@ class UpstreamClient:
                 )
         except httpx2.TransportError as exc:
             raise UpstreamUnavailable("The identity provider could not be reached") from exc
-        except (OAuth2Error, httpx2.HTTPError, ValueError, KeyError) as exc:
+        except (OAuth2Error, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
             logger.warning("upstream token endpoint refused the code: %s", type(exc).__name__)
             raise UpstreamError("The identity provider refused to complete the login") from exc
         return dict(token)
@@ -103,7 +103,7 @@ class UpstreamClient:
                 token = await oauth.refresh_token(metadata.token_endpoint, refresh_token=refresh_token)
         except httpx2.TransportError as exc:
             raise UpstreamUnavailable("The identity provider could not be reached") from exc
-        except (OAuth2Error, httpx2.HTTPError, ValueError, KeyError) as exc:
+        except (OAuth2Error, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
             raise UpstreamError("The identity provider refused to refresh the tokens") from exc
         return dict(token)
 
@@ -120,7 +120,7 @@ class UpstreamClient:
             self._jwks = KeySet.import_key_set(response.json())
         except httpx2.TransportError as exc:
             raise UpstreamUnavailable("The identity provider's keys could not be fetched") from exc
-        except (httpx2.HTTPError, ValueError, JoseError, TypeError, KeyError) as exc:
+        except (httpx2.HTTPError, ValueError, JoseError, TypeError, KeyError, RecursionError) as exc:
             raise UpstreamError("The identity provider published invalid keys") from exc
         self._jwks_fetched_at = now
         return self._jwks

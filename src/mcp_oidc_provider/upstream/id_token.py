@@ -40,7 +40,7 @@ def validate_id_token(
 ) -> dict[str, Any]:
     try:
         decoded = jwt.decode(id_token, keys, algorithms=algorithms)
-    except (JoseError, ValueError, TypeError) as exc:
+    except (JoseError, ValueError, TypeError, RecursionError) as exc:
         raise UpstreamIdTokenInvalid("The identity provider's ID token could not be verified") from exc
     claims = dict(decoded.claims)
     registry = JWTClaimsRegistry(
@@ -55,7 +55,7 @@ def validate_id_token(
     )
     try:
         registry.validate(claims)
-    except (JoseError, ValueError, TypeError) as exc:
+    except (JoseError, ValueError, TypeError, RecursionError) as exc:
         raise UpstreamIdTokenInvalid("The identity provider's ID token failed validation") from exc
     audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
     if len(audiences) > 1 and claims.get("azp") != client_id:
