@@ -28,3 +28,16 @@ async def server(dev_idp: str) -> AsyncIterator[object]:
 
     async with integrated_server(dev_idp) as harness:
         yield harness
+
+
+@pytest.fixture
+async def idp() -> AsyncIterator[object]:
+    """A scriptable upstream IdP with a warm session (support.hostile_idp), on a loopback port."""
+    from support.hostile_idp import HostileIdP
+    from support.net import free_port, serve_in_loop
+
+    hostile = HostileIdP()
+    port = free_port()
+    hostile.issuer = f"http://127.0.0.1:{port}"
+    async with serve_in_loop(hostile.app(), port):
+        yield hostile

@@ -10,18 +10,13 @@ import httpx2
 import pytest
 from support.harness import Harness, integrated_server, pkce
 from support.hostile_idp import HostileIdP
-from support.net import free_port, serve_in_loop
 
 from mcp_oidc_provider import FrozenClock
 
 
 @pytest.fixture
-async def hostile() -> AsyncIterator[HostileIdP]:
-    idp = HostileIdP()
-    port = free_port()
-    idp.issuer = f"http://127.0.0.1:{port}"
-    async with serve_in_loop(idp.app(), port):
-        yield idp
+def hostile(idp: HostileIdP) -> HostileIdP:
+    return idp
 
 
 @pytest.fixture

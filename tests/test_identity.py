@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
-import pytest
-from support.harness import integrated_server, pkce
+from support.harness import integrated_server
 from support.hostile_idp import HostileIdP
-from support.net import free_port, serve_in_loop
 
 from mcp_oidc_provider import get_upstream_tokens
 
@@ -30,20 +28,9 @@ def sha(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-@pytest.fixture
-async def idp() -> AsyncIterator[HostileIdP]:
-    idp = HostileIdP()
-    port = free_port()
-    idp.issuer = f"http://127.0.0.1:{port}"
-    async with serve_in_loop(idp.app(), port):
-        yield idp
-
-
 async def login(server: Any) -> dict[str, Any]:
-    client = await server.register()
-    verifier, challenge = pkce()
-    query = await server.follow_to_client(server.authorize_url(client, challenge), client.redirect_uri)
-    return dict((await server.redeem(client, query["code"], verifier)).json())
+    _, tokens = await server.warm_login()
+    return tokens
 
 
 async def test_a_tool_gets_the_upstream_user_and_their_claims(idp: HostileIdP) -> None:

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx2
 import pytest
 from pydantic import ValidationError
 from support.harness import Client, integrated_server, pkce
 from support.hostile_idp import HostileIdP
-from support.net import free_port, serve_in_loop
+from support.net import free_port
 
 from mcp_oidc_provider import ProviderSettings, StaticClient, UpstreamSettings
 
 TRUSTED_URI = f"http://127.0.0.1:{free_port()}/cb"
 OTHER_URI = f"http://127.0.0.1:{free_port()}/cb"
-
-
-@pytest.fixture
-async def idp() -> AsyncIterator[HostileIdP]:
-    idp = HostileIdP()
-    port = free_port()
-    idp.issuer = f"http://127.0.0.1:{port}"
-    async with serve_in_loop(idp.app(), port):
-        yield idp
 
 
 def static_clients() -> tuple[StaticClient, ...]:

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from support.harness import integrated_server, pkce
+from support.harness import integrated_server
 from support.hostile_idp import HostileIdP
 from support.net import free_port, serve_in_loop
 
@@ -41,51 +41,37 @@ async def test_unknown_key_ids_make_at_most_one_jwks_fetch_per_cool_down() -> No
     assert len(fetches) == 1
 
 
-async def test_in_proxy_mode_a_tool_reads_the_upstream_tokens_the_auth_server_stored() -> None:
-    idp = HostileIdP()
-    port = free_port()
-    idp.issuer = f"http://127.0.0.1:{port}"
-    async with serve_in_loop(idp.app(), port):
-        store = MemoryStore()
-        async with integrated_server(idp.issuer, client_id=idp.client_id, client_secret="s", store=store) as server:
-            client = await server.register()
-            verifier_code, challenge = pkce()
-            query = await server.follow_to_client(server.authorize_url(client, challenge), client.redirect_uri)
-            tokens = (await server.redeem(client, query["code"], verifier_code)).json()
-            verifier = OIDCTokenVerifier(issuer=server.provider.issuer, resource_url=server.mcp_url, store=store)
-            try:
-                access = await verifier.verify_token(tokens["access_token"])
-                assert access is not None
-                assert access.subject == "mallory"
-                assert access.claims is not None and access.claims["email"] == "mallory@example.test"
-                upstream = await verifier.upstream_tokens_for(access)
-            finally:
-                await verifier.aclose()
+async def test_in_proxy_mode_a_tool_reads_the_upstream_tokens_the_auth_server_stored(idp: HostileIdP) -> None:
+    store = MemoryStore()
+    async with integrated_server(idp.issuer, client_id=idp.client_id, client_secret="s", store=store) as server:
+        _, tokens = await server.warm_login()
+        verifier = OIDCTokenVerifier(issuer=server.provider.issuer, resource_url=server.mcp_url, store=store)
+        try:
+            access = await verifier.verify_token(tokens["access_token"])
+            assert access is not None
+            assert access.subject == "mallory"
+            assert access.claims is not None and access.claims["email"] == "mallory@example.test"
+            upstream = await verifier.upstream_tokens_for(access)
+        finally:
+            await verifier.aclose()
     assert upstream is not None
     assert upstream.access_token == idp.issued[0]["access_token"]
     assert "access_token" not in repr(upstream) and idp.issued[0]["access_token"] not in repr(upstream)
 
 
 async def test_a_verifier_without_the_auth_servers_sealing_key_refuses_tokens_and_says_why(
-    caplog: pytest.LogCaptureFixture,
+    idp: HostileIdP, caplog: pytest.LogCaptureFixture
 ) -> None:
-    idp = HostileIdP()
-    port = free_port()
-    idp.issuer = f"http://127.0.0.1:{port}"
-    async with serve_in_loop(idp.app(), port):
-        store = MemoryStore()
-        async with integrated_server(
-            idp.issuer, client_id=idp.client_id, client_secret="s", store=store, encryption_keys=new_encryption_key()
-        ) as server:
-            client = await server.register()
-            verifier_code, challenge = pkce()
-            query = await server.follow_to_client(server.authorize_url(client, challenge), client.redirect_uri)
-            tokens = (await server.redeem(client, query["code"], verifier_code)).json()
-            # The MCP server was given no ENCRYPTION_KEYS: it cannot open the grant.
-            verifier = OIDCTokenVerifier(issuer=server.provider.issuer, resource_url=server.mcp_url, store=store)
-            try:
-                refused = await verifier.verify_token(tokens["access_token"])
-            finally:
-                await verifier.aclose()
+    store = MemoryStore()
+    async with integrated_server(
+        idp.issuer, client_id=idp.client_id, client_secret="s", store=store, encryption_keys=new_encryption_key()
+    ) as server:
+        _, tokens = await server.warm_login()
+        # The MCP server was given no ENCRYPTION_KEYS: it cannot open the grant.
+        verifier = OIDCTokenVerifier(issuer=server.provider.issuer, resource_url=server.mcp_url, store=store)
+        try:
+            refused = await verifier.verify_token(tokens["access_token"])
+        finally:
+            await verifier.aclose()
     assert refused is None
     assert any("could not be decrypted" in r.getMessage() for r in caplog.records)

@@ -186,6 +186,15 @@ class Harness:
             result = await session.call_tool(name, {})
             return dict(json.loads(result.content[0].text))  # type: ignore[union-attr]
 
+    async def warm_login(self, client: Client | None = None) -> tuple[Client, dict[str, Any]]:
+        """Register (unless given a client), log in at an IdP with a warm session, redeem the code."""
+        client = client or await self.register()
+        verifier, challenge = pkce()
+        query = await self.follow_to_client(self.authorize_url(client, challenge), client.redirect_uri)
+        response = await self.redeem(client, query["code"], verifier)
+        assert response.status_code == 200, response.text
+        return client, response.json()
+
     async def mcp(self, access_token: str | None) -> httpx2.Response:
         headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
         if access_token is not None:
