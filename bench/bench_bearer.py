@@ -208,8 +208,9 @@ async def micro(
     from pydantic import SecretStr
 
     from mcp_oidc_provider import OIDCProvider, ProviderSettings, UpstreamSettings, generate_jwks
-    from mcp_oidc_provider.store import NAMESPACE, GrantRecord
-    from mcp_oidc_provider.tokens import ACCESS_TOKEN_TYP, mint_access_token, new_grant_id
+    from mcp_oidc_provider.crypto.minting import ACCESS_TOKEN_TYP, mint_access_token, new_grant_id
+    from mcp_oidc_provider.store.records import GrantRecord
+    from mcp_oidc_provider.store.repository import NAMESPACE
 
     store, closable = make_store(kind, redis_url, prefix)
     issuer = "http://127.0.0.1:9"  # never contacted: load_access_token needs only keys and store
@@ -386,7 +387,7 @@ def login(server: Server) -> str:
     The same steps as tests/support/harness.py (register, authorize with PKCE S256 and a
     resource indicator, headless browser login, authorization_code grant).
     """
-    from mcp_oidc_provider.devidp import login_headlessly
+    from mcp_oidc_provider.run.devidp import login_headlessly
 
     redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
     with httpx2.Client(timeout=15) as http:
@@ -505,9 +506,9 @@ async def load(server: Server, requests: int, concurrency: int, warmup: int) -> 
 
 @contextlib.contextmanager
 def dev_idp() -> Iterator[str]:
-    from mcp_oidc_provider.devidp import run_dev_idp
+    from mcp_oidc_provider.run.devidp import run_dev_idp
 
-    logging.getLogger("mcp_oidc_provider.devidp").setLevel(logging.ERROR)
+    logging.getLogger("mcp_oidc_provider.run.devidp").setLevel(logging.ERROR)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     with run_dev_idp() as issuer:
         yield issuer

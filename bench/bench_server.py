@@ -102,7 +102,7 @@ async def serve(args: argparse.Namespace) -> None:
         from pydantic import SecretStr
 
         from mcp_oidc_provider import OIDCProvider, ProviderSettings, UpstreamSettings
-        from mcp_oidc_provider.devidp import DEV_CLIENT_ID, DEV_CLIENT_SECRET
+        from mcp_oidc_provider.run.devidp import DEV_CLIENT_ID, DEV_CLIENT_SECRET
 
         base = f"http://127.0.0.1:{args.port}"
         settings = ProviderSettings(

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 
-from mcp_oidc_provider.devidp import run_dev_idp  # noqa: E402
+from mcp_oidc_provider.run.devidp import run_dev_idp  # noqa: E402
 
 
 @pytest.fixture(scope="session")

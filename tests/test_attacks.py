@@ -37,9 +37,9 @@ from support.hostile_idp import HostileIdP
 from support.net import free_port, serve_in_loop
 
 from mcp_oidc_provider import FrozenClock, generate_jwks, store_from_url
-from mcp_oidc_provider.devidp import consent_form
-from mcp_oidc_provider.guard import RequestGuard
-from mcp_oidc_provider.tokens import derive_client_secret
+from mcp_oidc_provider.crypto.minting import derive_client_secret
+from mcp_oidc_provider.run.devidp import consent_form
+from mcp_oidc_provider.web.protection import protect
 
 JWKS = generate_jwks("RS256")
 OUR_KEY = KeySet.import_key_set(JWKS).keys[0]
@@ -952,7 +952,7 @@ async def test_rotating_x_forwarded_for_does_not_evade_the_rate_limit(server: Ha
         await send({"type": "http.response.start", "status": 201, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
-    guard = RequestGuard(registered, settings, server.provider.issuer)
+    guard = protect(registered, settings, server.provider.issuer)
     statuses = []
     for i in range(8):
         sent: list[dict[str, Any]] = []
@@ -1221,7 +1221,7 @@ async def test_behind_a_trusted_proxy_a_forged_x_forwarded_for_prefix_does_not_e
         await send({"type": "http.response.start", "status": 201, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
-    guard = RequestGuard(registered, settings, server.provider.issuer)
+    guard = protect(registered, settings, server.provider.issuer)
     statuses = []
     for i in range(5):
         sent: list[dict[str, Any]] = []

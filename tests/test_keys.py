@@ -30,8 +30,9 @@ from mcp_oidc_provider import (
     generate_jwks,
     store_from_url,
 )
-from mcp_oidc_provider.cli import main
-from mcp_oidc_provider.devidp import DEV_CLIENT_ID, DEV_CLIENT_SECRET
+from mcp_oidc_provider.run.cli import main
+from mcp_oidc_provider.run.devidp import DEV_CLIENT_ID, DEV_CLIENT_SECRET
+from mcp_oidc_provider.run.env import load_env_config
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 REDIS_URL = "redis://127.0.0.1:6379/7"
@@ -58,7 +59,7 @@ def keygen() -> dict[str, Run]:
     """``mcp-oidc-provider keygen`` as a user runs it, each variant once, in parallel processes."""
     processes = {
         name: subprocess.Popen(
-            [sys.executable, "-m", "mcp_oidc_provider.cli", "keygen", *args],
+            [sys.executable, "-m", "mcp_oidc_provider.run.cli", "keygen", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -316,12 +317,12 @@ async def test_a_refresh_token_issued_before_a_restart_still_works_after_it(dev_
         ('[{"kty": "RSA"}]', '"keys" array'),
     ],
 )
-def test_a_jwks_environment_variable_that_is_not_a_key_set_is_refused_at_construction(
+def test_a_jwks_environment_variable_that_is_not_a_key_set_is_refused_when_the_configuration_is_read(
     dev_idp: str, monkeypatch: pytest.MonkeyPatch, value: str, message: str
 ) -> None:
     monkeypatch.setenv("JWKS", value)
     with pytest.raises(ConfigurationError, match="JWKS") as raised:
-        OIDCProvider(settings_for(dev_idp), MemoryStore())
+        OIDCProvider(settings_for(dev_idp), MemoryStore(), jwks=load_env_config().jwks)
     assert message in str(raised.value)
 
 
@@ -405,7 +406,7 @@ async def test_a_configured_key_without_kid_is_published_under_its_rfc7638_thumb
 
 async def test_a_public_only_jwks_in_the_environment_fails_start(dev_idp: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JWKS", json.dumps(_public_only()))
-    provider = OIDCProvider(settings_for(dev_idp), MemoryStore())
+    provider = OIDCProvider(settings_for(dev_idp), MemoryStore(), jwks=load_env_config().jwks)
     try:
         with pytest.raises(ConfigurationError, match="private"):
             await provider.start()
@@ -431,8 +432,8 @@ async def test_replicas_starting_together_on_an_empty_store_agree_on_one_signing
 def test_secrets_prints_a_secret_key_and_an_encryption_key_the_server_accepts(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from mcp_oidc_provider.env import secret_key_from_env
-    from mcp_oidc_provider.sealing import Sealer, SealError
+    from mcp_oidc_provider.crypto.sealing import Sealer, SealError
+    from mcp_oidc_provider.run.env import secret_key_from_env
 
     assert main(["secrets"]) == 0
     values = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines())

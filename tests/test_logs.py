@@ -48,10 +48,10 @@ from support.hostile_idp import HostileIdP
 from support.net import free_port, serve_in_loop
 
 from mcp_oidc_provider import get_upstream_tokens
-from mcp_oidc_provider.audit import SAFE_FIELDS
-from mcp_oidc_provider.consent import BINDING_COOKIE
-from mcp_oidc_provider.devidp import consent_form, run_dev_idp
-from mcp_oidc_provider.tokens import mint_access_token
+from mcp_oidc_provider.core.audit import SAFE_FIELDS
+from mcp_oidc_provider.crypto.minting import mint_access_token
+from mcp_oidc_provider.flows.consent import BINDING_COOKIE
+from mcp_oidc_provider.run.devidp import consent_form, run_dev_idp
 
 ORIGIN: ContextVar[str] = ContextVar("test_logs_origin", default="thread")
 

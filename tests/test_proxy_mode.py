@@ -25,7 +25,7 @@ from support.harness import Client, Harness, pkce, token_form
 from support.net import EXAMPLES, free_port, run_process, wait_until_up
 
 from mcp_oidc_provider import generate_jwks
-from mcp_oidc_provider.devidp import DEV_CLIENT_ID, DEV_CLIENT_SECRET
+from mcp_oidc_provider.run.devidp import DEV_CLIENT_ID, DEV_CLIENT_SECRET
 
 REDIS_DB = 12
 AUTH_SERVER = EXAMPLES / "proxy_mode" / "auth_server.py"

@@ -64,7 +64,7 @@ def test_version_attribute_matches_the_installed_distribution() -> None:
 
 def test_the_console_script_is_declared_for_keygen() -> None:
     scripts = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="console_scripts")}
-    assert scripts.get("mcp-oidc-provider") == "mcp_oidc_provider.cli:main"
+    assert scripts.get("mcp-oidc-provider") == "mcp_oidc_provider.run.cli:main"
 
 
 def test_the_sdk_protocol_declares_the_methods_we_expect_to_implement() -> None:

@@ -18,7 +18,7 @@ from support.hostile_idp import HostileIdP
 from support.net import free_port, serve_in_loop
 
 from mcp_oidc_provider import OIDCTokenVerifier
-from mcp_oidc_provider.sealing import new_encryption_key
+from mcp_oidc_provider.crypto.sealing import new_encryption_key
 
 
 async def test_unknown_key_ids_make_at_most_one_jwks_fetch_per_cool_down() -> None:

@@ -21,8 +21,8 @@ import uvicorn
 from mcp.server.auth.middleware.auth_context import get_access_token
 
 from mcp_oidc_provider import OIDCProvider, ProviderSettings, store_from_url
-from mcp_oidc_provider.env import EnvConfig
-from mcp_oidc_provider.launch import run_from_env, transport_security
+from mcp_oidc_provider.run.env import EnvConfig
+from mcp_oidc_provider.run.launch import run_from_env, transport_security
 
 
 def whoami() -> str:
@@ -59,19 +59,22 @@ def build_app(provider: OIDCProvider, config: EnvConfig, extra_tools: Sequence[C
         )
         for tool in (whoami, *extra_tools):
             server_v1.tool()(tool)
-        provider.install(server_v1)
-        return provider.protect(server_v1.streamable_http_app())
+        return provider.mount(server_v1)
     server = MCPServer(name="whoami-demo", auth_server_provider=provider, auth=provider.auth_settings())
     for tool in (whoami, *extra_tools):
         server.tool()(tool)
-    provider.install(server)
-    app = server.streamable_http_app(streamable_http_path="/mcp", host=config.host, transport_security=security)
-    # Rate and body limits on the auth endpoints; 503 rather than 401 when the store is down.
-    return provider.protect(app)
+    # Our routes, the SDK's app, and the HTTP-edge protections (limits, RFC 8707, 503 on outage).
+    return provider.mount(server, streamable_http_path="/mcp", host=config.host, transport_security=security)
 
 
 async def serve(config: EnvConfig, settings: ProviderSettings) -> None:
-    provider = OIDCProvider(settings, store_from_url(config.store_url), secret_key=config.secret_key)
+    provider = OIDCProvider(
+        settings,
+        store_from_url(config.store_url),
+        jwks=config.jwks,
+        secret_key=config.secret_key,
+        encryption_keys=config.encryption_keys,
+    )
     await provider.start()
     app = build_app(provider, config)
     print(f"MCP server with login: {config.base_url}/mcp", flush=True)

@@ -9,7 +9,7 @@ STORE_URL, JWKS, RESOURCE_URLS (comma-separated MCP server URLs). Without UPSTRE
 embedded development IdP starts. SIGTERM drains requests and exits.
 """
 
-from mcp_oidc_provider.standalone import main
+from mcp_oidc_provider.run.standalone import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

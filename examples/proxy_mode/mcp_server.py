@@ -21,7 +21,8 @@ import uvicorn
 from mcp.server.auth.middleware.auth_context import get_access_token
 
 from mcp_oidc_provider import OIDCTokenVerifier, StoreOutageMiddleware, store_from_url
-from mcp_oidc_provider.launch import transport_security
+from mcp_oidc_provider.run.env import secret_key_from_env
+from mcp_oidc_provider.run.launch import transport_security
 
 
 def whoami() -> str:
@@ -76,7 +77,11 @@ async def serve() -> None:
         print("error: AUTH_ISSUER (the authorization server's base URL) is required", file=sys.stderr)
         raise SystemExit(2)
     verifier = OIDCTokenVerifier(
-        issuer=issuer, resource_url=base_url + "/mcp", store=store_from_url(os.environ.get("STORE_URL", "memory://"))
+        issuer=issuer,
+        resource_url=base_url + "/mcp",
+        store=store_from_url(os.environ.get("STORE_URL", "memory://")),
+        secret_key=secret_key_from_env(),
+        encryption_keys=os.environ.get("ENCRYPTION_KEYS") or None,
     )
     print(f"MCP server {base_url}/mcp trusting {issuer}", flush=True)
     server = uvicorn.Server(

@@ -1,16 +1,16 @@
 """mcp-oidc-provider: real user login for MCP servers built on the official MCP Python SDK."""
 
-from .clock import Clock, FrozenClock, SystemClock
-from .context import default_claims_mapper
-from .errors import ConfigurationError, OIDCProviderError
-from .identity import get_upstream_tokens
-from .keys import generate_jwks
-from .models import FederatedAccessToken
-from .outage import StoreOutageMiddleware
+from .core.claims import default_claims_mapper
+from .core.clock import Clock, FrozenClock, SystemClock
+from .core.errors import ConfigurationError, OIDCProviderError
+from .core.models import FederatedAccessToken, UpstreamTokens
+from .core.settings import ProviderSettings, StaticClient, UpstreamSettings
+from .crypto.keys import generate_jwks
 from .provider import OIDCProvider
-from .settings import ProviderSettings, StaticClient, UpstreamSettings
-from .store import UpstreamTokens, store_from_url
+from .store.backends import store_from_url
+from .upstream.vault import get_upstream_tokens
 from .verifier import OIDCTokenVerifier
+from .web.outage import StoreOutageMiddleware
 
 __all__ = [
     "Clock",

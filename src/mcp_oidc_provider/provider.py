@@ -25,31 +25,32 @@ bearer token                                401 + WWW-Authenticate       JWT, ``
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import anyio
 from key_value.aio.protocols import AsyncKeyValue
-from mcp.server.auth.provider import AuthorizationParams, TokenError
+from mcp.server.auth.provider import AuthorizationParams, AuthorizeError, TokenError
 from mcp.server.auth.routes import build_metadata
 from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+from starlette.types import ASGIApp
 
-from . import authorize, registration, revocation
-from . import token as flows_token
-from .clock import Clock, SystemClock
-from .context import ClaimsMapper, Context, default_claims_mapper
-from .env import secret_key_from_env
-from .errors import ConfigurationError, OIDCProviderError, to_token_error
-from .identity import UpstreamTokenService
-from .keys import load_signing_keys, parse_jwks_json
-from .models import FederatedAccessToken, FederatedAuthorizationCode, FederatedRefreshToken
-from .outage import report_store_outage
-from .sealing import Sealer
-from .settings import ProviderSettings
-from .store import Repository, UpstreamTokens, is_store_failure
+from . import bearer
+from .core.claims import ClaimsMapper, default_claims_mapper
+from .core.clock import Clock, SystemClock
+from .core.errors import ConfigurationError, OIDCProviderError, to_token_error
+from .core.models import FederatedAccessToken, FederatedAuthorizationCode, FederatedRefreshToken, UpstreamTokens
+from .core.settings import ProviderSettings
+from .crypto.sealing import Sealer
+from .flows import authorize, grants, registration, revocation
+from .flows.context import Context
+from .store.repository import Repository
+from .store.signing_keys import load_signing_keys
 from .upstream.client import UpstreamClient
+from .upstream.vault import UpstreamTokenService
+from .web.protection import protect
+from .web.routes import ProviderRoutes
 
 logger = logging.getLogger("mcp_oidc_provider")
 
@@ -78,10 +79,6 @@ class OIDCProvider:
 
             logger.warning("no store given: using an in-memory store; logins end when the process does")
             store = MemoryStore()
-        if jwks is None and os.environ.get("JWKS"):
-            jwks = parse_jwks_json(os.environ["JWKS"])
-        secret_key = secret_key or secret_key_from_env()
-        encryption_keys = encryption_keys or os.environ.get("ENCRYPTION_KEYS") or None
         self._sealer = Sealer.from_text(encryption_keys) if encryption_keys else None
         self.settings = settings
         self._store = store
@@ -93,6 +90,8 @@ class OIDCProvider:
         self._ctx: Context | None = None
         self._lock = anyio.Lock()
         self._upstream_tokens: UpstreamTokenService | None = None
+        self._installed = False
+        self._protected = False
         # Strings, not AnyHttpUrl objects: mcp 2.x keeps a path-less issuer without a trailing
         # slash only when it parses the string itself (RFC 8414 §3.3 compares issuers exactly).
         self._auth = AuthSettings.model_validate(
@@ -166,20 +165,46 @@ class OIDCProvider:
         if self._ctx is not None:
             await self._ctx.upstream.aclose()
 
-    def protect(self, app: Any) -> Any:
-        """Wrap the ASGI app the SDK built: rate limits, body limits, 503 on store outage.
+    def protect(self, app: ASGIApp) -> ASGIApp:
+        """Wrap the ASGI app the SDK built with our HTTP-edge middlewares (:mod:`.web.protection`):
+        the RFC 8707 check at /token, ``iss`` on the SDK's error redirects, 503 on a store outage,
+        rate and body limits. :meth:`mount` does this for you."""
+        self._protected = True
+        return protect(app, self.settings, self.issuer)
 
-        See :mod:`.guard`. ``app = provider.protect(server.streamable_http_app(...))``.
-        """
-        from .guard import RequestGuard
-
-        return RequestGuard(app, self.settings, self.issuer)
+    def routes(self) -> ProviderRoutes:
+        """Our endpoints, for a server that builds its own route list (the standalone server)."""
+        self._installed = True
+        return ProviderRoutes(
+            self.context,
+            callback_path=self.settings.callback_path,
+            issuer=self.issuer,
+            consent_url=self.settings.issuer_url.rstrip("/") + authorize.CONSENT_PATH,
+            is_https=self.settings.is_https,
+            sdk_metadata=self.sdk_metadata,
+        )
 
     def install(self, server: Any) -> None:
-        """Add our routes to an ``MCPServer``/``FastMCP``: callback, OIDC discovery, JWKS, health."""
-        from .routes import ProviderRoutes
+        """Add our routes to an ``MCPServer``/``FastMCP``: consent, callback, OIDC discovery, JWKS, health."""
+        for route in self.routes().routes():
+            server.custom_route(route.path, methods=sorted(route.methods or {"GET"} - {"HEAD"}))(route.endpoint)
 
-        ProviderRoutes(self).install(server)
+    def mount(self, server: Any, **streamable_http_app_kwargs: Any) -> ASGIApp:
+        """Everything in one call: our routes on ``server``, then the SDK's app built with
+        ``server.streamable_http_app(**kwargs)`` and wrapped by :meth:`protect`. Serve what it
+        returns. (:meth:`start` stays optional: it only moves key loading and upstream discovery
+        from the first request to start-up, so a bad configuration fails early.)"""
+        self.install(server)
+        return self.protect(server.streamable_http_app(**streamable_http_app_kwargs))
+
+    def ensure_wired(self) -> None:
+        """Fail loudly, not silently, when a deployment skipped a wiring step."""
+        if not (self._installed and self._protected):
+            logger.error(
+                "OIDCProvider is not fully wired: use app = provider.mount(server, ...) (or both "
+                "provider.install(server) and provider.protect(app)); refusing logins until then"
+            )
+            raise ConfigurationError("OIDCProvider is not fully wired: use provider.mount(server)")
 
     async def context(self) -> Context:
         return await self._context()
@@ -195,43 +220,46 @@ class OIDCProvider:
         await registration.register_client(await self._context(), client_info)
 
     async def authorize(self, client: OAuthClientInformationFull, params: AuthorizationParams) -> str:
+        try:
+            self.ensure_wired()
+        except ConfigurationError as exc:
+            raise AuthorizeError(error="server_error", error_description="The server is misconfigured") from exc
         return await authorize.begin_login(await self._context(), client, params)
 
     async def load_authorization_code(
         self, client: OAuthClientInformationFull, authorization_code: str
     ) -> FederatedAuthorizationCode | None:
-        return await flows_token.load_authorization_code(await self._context(), client, authorization_code)
+        return await grants.load_authorization_code(await self._context(), client, authorization_code)
 
     async def exchange_authorization_code(
         self, client: OAuthClientInformationFull, authorization_code: FederatedAuthorizationCode
     ) -> OAuthToken:
         try:
-            return await flows_token.exchange_authorization_code(await self._context(), client, authorization_code)
+            return await grants.exchange_authorization_code(await self._context(), client, authorization_code)
         except OIDCProviderError as exc:
             raise to_token_error(exc) from exc
 
     async def load_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: str
     ) -> FederatedRefreshToken | None:
-        return await flows_token.load_refresh_token(await self._context(), client, refresh_token)
+        return await grants.load_refresh_token(await self._context(), client, refresh_token)
 
     async def exchange_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: FederatedRefreshToken, scopes: list[str]
     ) -> OAuthToken:
         try:
-            return await flows_token.exchange_refresh_token(await self._context(), client, refresh_token, scopes)
+            return await grants.exchange_refresh_token(await self._context(), client, refresh_token, scopes)
         except OIDCProviderError as exc:
             raise to_token_error(exc) from exc
 
     async def load_access_token(self, token: str) -> FederatedAccessToken | None:
         try:
             ctx = self._ctx or await self._context()
-            access = await flows_token.verify_access_token(ctx, token)
+            access = await bearer.verify_access_token(
+                ctx.keys, ctx.repo, token, issuer=ctx.issuer, audiences=self.settings.resource_urls, now=ctx.now()
+            )
         except Exception as exc:
-            # Fail closed: a store outage must not let a token through, nor leak a traceback.
-            logger.error("bearer check failed, token refused: %s", type(exc).__name__)
-            if is_store_failure(exc):
-                report_store_outage()
+            bearer.refuse_after_failure(exc)
             return None
         return access.bind_source(self) if access is not None else None
 

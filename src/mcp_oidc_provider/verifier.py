@@ -12,14 +12,14 @@ Pass it as ``token_verifier=`` with ``auth=verifier.auth_settings()`` to ``MCPSe
 4. the grant behind the token is live in the shared store: a revoked grant (RFC 7009) or a
    grant killed by code replay or refresh-token reuse is refused on the next request.
 
-A store outage refuses the token (and, with :class:`StoreOutageMiddleware`, answers 503).
+The claim checks and the fail-closed policy are :mod:`.bearer`'s, shared with the provider; a
+store outage refuses the token (and, with :class:`StoreOutageMiddleware`, answers 503).
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-import os
 import time
 from typing import Any
 
@@ -29,16 +29,14 @@ from joserfc.jwk import ECKey, RSAKey
 from key_value.aio.protocols import AsyncKeyValue
 from mcp.server.auth.settings import AuthSettings
 
-from .clock import Clock, SystemClock
-from .env import secret_key_from_env
-from .identity import UpstreamTokenService
-from .keys import InvalidJWT, VerifiedTokenCache, key_id, public_keys_by_kid, verify_with_keys
-from .models import FederatedAccessToken
-from .outage import report_store_outage
-from .sealing import Sealer
-from .store import Repository, UpstreamTokens, is_store_failure
-from .token import access_token_from_claims, check_access_token_claims
-from .tokens import ACCESS_TOKEN_TYP
+from . import bearer
+from .core.clock import Clock, SystemClock
+from .core.models import FederatedAccessToken, UpstreamTokens
+from .crypto.keys import InvalidJWT, VerifiedTokenCache, key_id, public_keys_by_kid, verify_with_keys
+from .crypto.minting import ACCESS_TOKEN_TYP
+from .crypto.sealing import Sealer
+from .store.repository import Repository
+from .upstream.vault import UpstreamTokenService
 
 logger = logging.getLogger("mcp_oidc_provider.verifier")
 
@@ -65,8 +63,8 @@ class OIDCTokenVerifier:
         encryption_keys: str | None = None,
         secret_key: bytes | None = None,
     ) -> None:
-        """``encryption_keys`` (or ``ENCRYPTION_KEYS``) must be the authorization server's; without
-        them the key is derived from ``secret_key`` (or ``SECRET_KEY``), else from the seed the
+        """``encryption_keys`` must be the authorization server's (``ENCRYPTION_KEYS``); without
+        them the key is derived from ``secret_key`` (``SECRET_KEY``), else from the seed the
         authorization server keeps in the store."""
         self._auth = AuthSettings.model_validate(
             {
@@ -79,13 +77,10 @@ class OIDCTokenVerifier:
         self.issuer = issuer
         self.resource_url = resource_url
         self._repo = Repository(store)
-        encryption_keys = encryption_keys or os.environ.get("ENCRYPTION_KEYS") or None
         if encryption_keys:
             self._repo.sealer = Sealer.from_text(encryption_keys)
-        else:
-            secret_key = secret_key or secret_key_from_env()
-            if secret_key is not None:
-                self._repo.sealer = Sealer.derived(secret_key)
+        elif secret_key is not None:
+            self._repo.sealer = Sealer.derived(secret_key)
         self._jwks_url = jwks_url or issuer.rstrip("/") + "/jwks"
         self._clock = clock or SystemClock()
         self._cooldown = key_refetch_cooldown
@@ -160,15 +155,13 @@ class OIDCTokenVerifier:
             claims = await self._signature_checked_claims(token)
             if claims is None:
                 return None
-            if not check_access_token_claims(claims, self.issuer, (self.resource_url,), self._clock.now()):
+            if not bearer.check_access_token_claims(claims, self.issuer, (self.resource_url,), self._clock.now()):
                 return None
-            access = await access_token_from_claims(self._repo, token, claims)
+            access = await bearer.access_token_from_claims(self._repo, token, claims)
         except SealingKeyUnavailable:
             return None
         except Exception as exc:
-            logger.error("bearer check failed, token refused: %s", type(exc).__name__)
-            if is_store_failure(exc):
-                report_store_outage()
+            bearer.refuse_after_failure(exc)
             return None
         return access.bind_source(self) if access is not None else None
 

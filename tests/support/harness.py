@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import os
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,8 +23,8 @@ from key_value.aio.stores.memory import MemoryStore
 from server import build_app  # examples/fastmcp_integrated/server.py
 
 from mcp_oidc_provider import Clock, OIDCProvider, ProviderSettings, UpstreamSettings
-from mcp_oidc_provider.devidp import DEV_CLIENT_ID, DEV_CLIENT_SECRET, login_headlessly
-from mcp_oidc_provider.env import load_env_config
+from mcp_oidc_provider.run.devidp import DEV_CLIENT_ID, DEV_CLIENT_SECRET, login_headlessly
+from mcp_oidc_provider.run.env import load_env_config
 from support.net import free_port, serve_in_loop
 
 MCP_INITIALIZE = {
@@ -103,7 +104,7 @@ class Harness:
 
     async def follow_to_client(self, url: str, redirect_uri: str, consent: str = "approve") -> dict[str, str]:
         """Follow redirects, answering the consent page, with no IdP login form (a warm session)."""
-        from mcp_oidc_provider.devidp import consent_form
+        from mcp_oidc_provider.run.devidp import consent_form
 
         target = urlsplit(redirect_uri)
         async with httpx2.AsyncClient(follow_redirects=False, timeout=10) as http:
@@ -124,7 +125,7 @@ class Harness:
         self, browser: httpx2.AsyncClient, client: Client, challenge: str, consent: str = "approve", **extra: str
     ) -> str:
         """As a browser: /authorize, then the consent page (answered), up to the IdP's URL."""
-        from mcp_oidc_provider.devidp import consent_form
+        from mcp_oidc_provider.run.devidp import consent_form
 
         response = await browser.get(self.authorize_url(client, challenge, **extra))
         assert response.status_code == 302, response.text
@@ -217,7 +218,9 @@ async def integrated_server(
     **overrides: Any,
 ) -> AsyncIterator[Harness]:
     port = free_port()
-    config = load_env_config({"PORT": str(port)})
+    # The deployment's secrets, as a test set them in the environment (JWKS, SECRET_KEY...).
+    secrets_from_env = {k: v for k, v in os.environ.items() if k in ("JWKS", "SECRET_KEY", "ENCRYPTION_KEYS")}
+    config = load_env_config({**secrets_from_env, "PORT": str(port)})
     settings = ProviderSettings(
         issuer_url=config.base_url,
         resource_urls=config.resource_urls,
@@ -225,7 +228,15 @@ async def integrated_server(
         **overrides,
     )
     store = store if store is not None else MemoryStore()
-    provider = OIDCProvider(settings, store, clock=clock, claims_mapper=claims_mapper, encryption_keys=encryption_keys)
+    provider = OIDCProvider(
+        settings,
+        store,
+        clock=clock,
+        claims_mapper=claims_mapper,
+        jwks=config.jwks,
+        secret_key=config.secret_key,
+        encryption_keys=encryption_keys or config.encryption_keys,
+    )
     if start:
         await provider.start()
     app = build_app(provider, config, extra_tools)

@@ -19,10 +19,10 @@ from authlib.oauth2.rfc6749 import OAuth2Error  # type: ignore[import-untyped]
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from ..clock import Clock
-from ..errors import UpstreamError, UpstreamIdTokenInvalid, UpstreamUnavailable
-from ..settings import UpstreamSettings
-from ..store import UpstreamTokens
+from ..core.clock import Clock
+from ..core.errors import UpstreamError, UpstreamIdTokenInvalid, UpstreamUnavailable
+from ..core.models import UpstreamTokens
+from ..core.settings import UpstreamSettings
 from .discovery import UpstreamMetadata, discover
 from .id_token import allowed_algorithms, validate_id_token
 

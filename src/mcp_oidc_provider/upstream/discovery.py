@@ -11,7 +11,7 @@ from typing import Any
 import httpx2
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..errors import UpstreamError, UpstreamUnavailable
+from ..core.errors import UpstreamError, UpstreamUnavailable
 
 
 class UpstreamMetadata(BaseModel):

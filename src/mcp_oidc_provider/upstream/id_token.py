@@ -17,10 +17,10 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
-from ..errors import UpstreamIdTokenInvalid
+from ..core.clock import CLOCK_SKEW_SECONDS
+from ..core.errors import UpstreamIdTokenInvalid
 
 ASYMMETRIC_ALGS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"})
-CLOCK_SKEW_SECONDS = 60
 
 
 def allowed_algorithms(advertised: tuple[str, ...]) -> list[str]:

@@ -1,0 +1,211 @@
+"""Frozen, validated configuration.
+
+Everything the provider needs is decided here, once, at construction: a bad value raises
+:class:`ConfigurationError`-style ``ValueError`` before the server accepts a request, and the
+development-only options (an ``http`` upstream on loopback) are logged loudly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from .redirect_policy import (
+    DEFAULT_PRIVATE_USE_SCHEMES,
+    RedirectUriRefused,
+    ensure_redirect_uri_allowed,
+    is_loopback_host,
+)
+
+logger = logging.getLogger("mcp_oidc_provider")
+
+
+def _check_base_url(value: str, what: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{what} must be an absolute http(s) URL, got {value!r}")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        # RFC 8414 §2 / OAuth 2.1 §1.5: the issuer is https; plain http only for loopback development.
+        raise ValueError(f"{what} must use https unless it is on loopback, got {value!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{what} must not have a query or fragment (RFC 8414 §2), got {value!r}")
+    return value
+
+
+class UpstreamSettings(BaseModel):
+    """The company IdP we federate to (OIDC Core §3.1, authorization code flow)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    issuer: str
+    client_id: str
+    client_secret: SecretStr | None = None
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+    #: RFC 6749 §2.3.1: every authorization server must support HTTP Basic for client secrets.
+    token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post", "none"] = "client_secret_basic"
+    #: Extra authorization request parameters, e.g. ``{"audience": ...}`` for Auth0 or
+    #: ``{"access_type": "offline", "prompt": "consent"}`` for Google.
+    extra_authorize_params: Mapping[str, str] = Field(default_factory=dict)
+    timeout_seconds: float = 10.0
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_is_https_or_loopback(cls, value: str) -> str:
+        # Kept byte for byte: OIDC Discovery §4.3 compares the discovered issuer exactly.
+        return _check_base_url(value, "upstream issuer")
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid_scope_present(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "openid" not in value:
+            raise ValueError("upstream scopes must include 'openid' (OIDC Core §3.1.2.1)")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_matches_auth_method(self) -> UpstreamSettings:
+        if self.token_endpoint_auth_method != "none" and self.client_secret is None:
+            raise ValueError(f"upstream client_secret is required for {self.token_endpoint_auth_method}")
+        return self
+
+    @property
+    def is_insecure_development(self) -> bool:
+        return urlsplit(self.issuer).scheme == "http"
+
+
+class StaticClient(BaseModel):
+    """A client registered in configuration rather than through RFC 7591 (a first-party app).
+
+    ``trusted`` clients skip the consent page: only mark clients you operate yourself.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    client_id: str = Field(min_length=1, max_length=256)
+    client_secret: SecretStr | None = None
+    redirect_uris: tuple[str, ...] = Field(min_length=1)
+    client_name: str | None = None
+    #: Scopes it may request; default: all of the provider's.
+    scopes: tuple[str, ...] | None = None
+    token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post", "none"] | None = None
+    trusted: bool = False
+
+    @model_validator(mode="after")
+    def _auth_method_matches_secret(self) -> StaticClient:
+        method = self.token_endpoint_auth_method
+        if method is None:
+            object.__setattr__(
+                self, "token_endpoint_auth_method", "client_secret_basic" if self.client_secret else "none"
+            )
+        elif (method == "none") != (self.client_secret is None):
+            raise ValueError(f"static client {self.client_id!r}: a secret goes with a secret-based auth method")
+        return self
+
+
+class ProviderSettings(BaseModel):
+    """How the authorization server behaves. Lifetimes are in seconds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Our issuer: the public base URL of the authorization server (RFC 8414 §2).
+    issuer_url: str
+    #: The MCP server URLs (RFC 8707 resource indicators / RFC 9728 ``resource``) tokens are for.
+    #: The first one is the default audience when a client names none.
+    resource_urls: tuple[str, ...] = ()
+    upstream: UpstreamSettings
+    scopes: tuple[str, ...] = ("mcp",)
+    required_scopes: tuple[str, ...] = ("mcp",)
+    callback_path: str = "/oauth/callback"
+    access_token_ttl: int = Field(default=3600, ge=60, le=86400)
+    refresh_token_ttl: int = Field(default=30 * 86400, ge=3600)
+    #: RFC 6749 §4.1.2: a maximum authorization code lifetime of 10 minutes is RECOMMENDED.
+    authorization_code_ttl: int = Field(default=60, ge=10, le=600)
+    login_transaction_ttl: int = Field(default=600, ge=60, le=3600)
+    #: Registrations expire after this much idle time; every use renews them.
+    client_ttl: int = Field(default=90 * 86400, ge=3600)
+    signing_alg: Literal["RS256", "ES256"] = "RS256"
+    #: Consent before the upstream login (MCP security best practices, "confused deputy"):
+    #: ``always`` asks every time; ``remember`` asks once per client per browser for
+    #: ``consent_remember_seconds``; ``off`` never asks (only for trusted, pre-registered clients).
+    consent: Literal["always", "remember", "off"] = "remember"
+    consent_remember_seconds: int = Field(default=30 * 86400, ge=60)
+    #: Client ids that never see the consent page (pre-registered first-party clients).
+    trusted_client_ids: tuple[str, ...] = ()
+    #: Clients registered in configuration; ``trusted`` ones never see the consent page.
+    static_clients: tuple[StaticClient, ...] = ()
+    #: If set, https redirect URIs must be on one of these hosts.
+    allowed_redirect_hosts: tuple[str, ...] = ()
+    #: A rotated-away refresh token presented again within this many seconds is refused without
+    #: revoking the grant: a client's duplicate concurrent refresh, not a theft (RFC 9700 §4.14.2).
+    refresh_reuse_grace_seconds: float = Field(default=2.0, ge=0, le=60)
+    #: Requests per minute per client IP at /register and /authorize (0: no limit).
+    rate_limit_per_minute: int = Field(default=60, ge=0)
+    #: Largest request body accepted at our and the SDK's endpoints.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: Take the client IP from X-Forwarded-For (only behind a proxy you control).
+    trust_forwarded_for: bool = False
+    #: RFC 8252 §7.1 private-use URI schemes native MCP clients register, matched whole.
+    private_use_schemes: tuple[str, ...] = DEFAULT_PRIVATE_USE_SCHEMES
+
+    @field_validator("issuer_url")
+    @classmethod
+    def _issuer_ok(cls, value: str) -> str:
+        return _check_base_url(value.rstrip("/") if urlsplit(value).path in ("", "/") else value, "issuer_url")
+
+    @field_validator("resource_urls")
+    @classmethod
+    def _resources_ok(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_base_url(v, "resource URL") for v in value)
+
+    @field_validator("callback_path")
+    @classmethod
+    def _path_ok(cls, value: str) -> str:
+        if not value.startswith("/") or "?" in value or "#" in value:
+            raise ValueError("callback_path must be an absolute path")
+        return value
+
+    @model_validator(mode="after")
+    def _defaults(self) -> ProviderSettings:
+        if not self.resource_urls:
+            object.__setattr__(self, "resource_urls", (self.issuer_url.rstrip("/") + "/mcp",))
+        if not set(self.required_scopes) <= set(self.scopes):
+            raise ValueError("required_scopes must be a subset of scopes")
+        for client in self.static_clients:
+            for uri in client.redirect_uris:
+                try:
+                    ensure_redirect_uri_allowed(uri, self.private_use_schemes, self.allowed_redirect_hosts)
+                except RedirectUriRefused as exc:
+                    raise ValueError(f"static client {client.client_id!r}: {exc}") from exc
+            if client.scopes is not None and not set(client.scopes) <= set(self.scopes):
+                raise ValueError(f"static client {client.client_id!r}: scopes must be among the provider's scopes")
+        if len({c.client_id for c in self.static_clients}) != len(self.static_clients):
+            raise ValueError("static client ids must be unique")
+        if self.consent == "off":
+            logger.warning(
+                "CONSENT IS OFF: any registered client can obtain a code for a user with a live IdP session; "
+                "use it only when every client is trusted"
+            )
+        if self.upstream.is_insecure_development:
+            logger.warning(
+                "DEVELOPMENT ONLY: upstream issuer %s uses plain http; never do this in production",
+                self.upstream.issuer,
+            )
+        return self
+
+    def static_client(self, client_id: str) -> StaticClient | None:
+        return next((c for c in self.static_clients if c.client_id == client_id), None)
+
+    def is_trusted_client(self, client_id: str) -> bool:
+        static = self.static_client(client_id)
+        return client_id in self.trusted_client_ids or (static is not None and static.trusted)
+
+    @property
+    def is_https(self) -> bool:
+        return self.issuer_url.startswith("https://")
+
+    @property
+    def callback_url(self) -> str:
+        return self.issuer_url.rstrip("/") + self.callback_path

@@ -1,0 +1,64 @@
+"""The authorization server on its own (proxy mode): ``mcp-oidc-provider serve``.
+
+It serves the SDK's authorization-server routes (RFC 8414 metadata, /authorize, /token,
+/register, /revoke) and ours (upstream callback, OIDC discovery, /jwks, /health). MCP servers
+elsewhere verify its tokens with :class:`~mcp_oidc_provider.verifier.OIDCTokenVerifier` on
+the same store. Configured from the environment (:mod:`.env`) plus ``RESOURCE_URLS``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+from mcp.server.auth.routes import create_auth_routes
+from starlette.routing import Router
+from starlette.types import ASGIApp
+
+from ..core.settings import ProviderSettings
+from ..provider import OIDCProvider
+from ..store.backends import store_from_url
+from ..web.error_boundary import ErrorBoundary
+from .env import EnvConfig
+from .launch import run_from_env
+
+logger = logging.getLogger("mcp_oidc_provider.standalone")
+
+
+def build_auth_app(provider: OIDCProvider) -> ASGIApp:
+    auth = provider.auth_settings()
+    sdk_routes = create_auth_routes(
+        provider=provider,
+        issuer_url=auth.issuer_url,
+        client_registration_options=auth.client_registration_options,
+        revocation_options=auth.revocation_options,
+    )
+    # A bare Router, not a Starlette app: Starlette's own error middleware would answer 500
+    # before the boundary could.
+    return ErrorBoundary(provider.protect(Router(routes=[*sdk_routes, *provider.routes().routes()])))
+
+
+async def serve(config: EnvConfig, settings: ProviderSettings) -> None:
+    provider = OIDCProvider(
+        settings,
+        store_from_url(config.store_url),
+        jwks=config.jwks,
+        secret_key=config.secret_key,
+        encryption_keys=config.encryption_keys,
+    )
+    await provider.start()
+    print(f"authorization server {provider.issuer} for {', '.join(provider.settings.resource_urls)}", flush=True)
+    # uvicorn drains in-flight requests and exits on SIGTERM or SIGINT.
+    server = uvicorn.Server(
+        uvicorn.Config(
+            build_auth_app(provider), host=config.host, port=config.port, log_level="warning", proxy_headers=False
+        )
+    )
+    try:
+        await server.serve()
+    finally:
+        await provider.aclose()
+
+
+def main() -> int:
+    return run_from_env(serve, default_port=4001)

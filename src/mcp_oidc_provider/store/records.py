@@ -1,0 +1,121 @@
+"""The records the provider keeps: pydantic models with a schema version, one per collection.
+
+Nothing here knows a key or a collection name: that is :mod:`.repository`'s job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..core.models import UpstreamTokens
+
+SCHEMA_VERSION = 1
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    v: int = SCHEMA_VERSION
+
+
+class ClientRecord(Record):
+    #: RFC 7591 client metadata as registered, without any secret.
+    metadata: dict[str, Any]
+    #: Confidential clients get a secret derived from the server's secret key and the client
+    #: id; the record itself holds nothing that authenticates.
+    has_secret: bool = False
+
+
+class LoginTransaction(Record):
+    """One upstream login in flight, keyed by the digest of the ``state`` we send upstream."""
+
+    client_id: str
+    redirect_uri: str
+    redirect_uri_provided_explicitly: bool
+    code_challenge: str
+    client_state: str | None = None
+    scopes: list[str]
+    resource: str
+    nonce: str
+    code_verifier: str
+    created_at: float
+    #: SHA-256 of the browser-binding cookie of the browser that saw the consent step; the
+    #: upstream callback is accepted only from that browser.
+    browser_binding: str | None = None
+
+
+class GrantRecord(Record):
+    """What a user allowed a client: every code, access and refresh token carries its id."""
+
+    grant_id: str
+    client_id: str
+    subject: str
+    scopes: list[str]
+    resource: str
+    claims: dict[str, Any] = Field(default_factory=dict)
+    upstream: UpstreamTokens | None = None
+    created_at: float
+
+
+class StoredGrant(Record):
+    """A grant as it lies in the store: the personal and upstream parts sealed."""
+
+    grant_id: str
+    client_id: str
+    subject: str
+    scopes: list[str]
+    resource: str
+    created_at: float
+    sealed: str
+
+
+class _SealedPart(BaseModel):
+    claims: dict[str, Any] = Field(default_factory=dict)
+    upstream: UpstreamTokens | None = None
+
+
+class CodeRecord(Record):
+    grant_id: str
+    client_id: str
+    subject: str
+    scopes: list[str]
+    resource: str
+    code_challenge: str
+    redirect_uri: str
+    redirect_uri_provided_explicitly: bool
+    expires_at: float
+
+
+class RefreshTokenRecord(Record):
+    grant_id: str
+    client_id: str
+    subject: str
+    scopes: list[str]
+    resource: str
+    expires_at: int
+
+
+class SpentMarker(Record):
+    """A code or refresh token that was used: presenting it again is replay (RFC 9700 §4.14)."""
+
+    grant_id: str
+    spent_at: float
+
+
+class KeyMaterial(Record):
+    #: A private JWKS (RFC 7517) with our signing keys, newest first.
+    jwks: dict[str, Any]
+    #: Base64url secret for deriving client secrets.
+    secret: str
+
+
+class PublicKeySet(Record):
+    """The public half of our JWKS, for MCP servers in other processes (proxy mode)."""
+
+    jwks: dict[str, Any]
+
+
+class SealedPart(BaseModel):
+    claims: dict[str, Any] = Field(default_factory=dict)
+    upstream: UpstreamTokens | None = None

@@ -1,0 +1,43 @@
+"""RFC 8707 ``resource`` at ``/token``, which the SDK ignores.
+
+A resource we do not serve, or several, is ``400 invalid_target`` (RFC 8707 §2) before the
+SDK's handler runs; a served one is handed to the token flows
+(:data:`..flows.grants.requested_resource`), which require it to be the grant's.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..core import audit
+from ..flows.grants import requested_resource
+from .asgi import read_body, replaying
+from .errors import send_error
+
+
+def is_served(resource: str, served: tuple[str, ...]) -> bool:
+    return any(resource.rstrip("/") == r.rstrip("/") for r in served)
+
+
+class TokenResourceMiddleware:
+    def __init__(self, app: ASGIApp, resource_urls: tuple[str, ...]) -> None:
+        self.app = app
+        self.resource_urls = resource_urls
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not (scope["type"] == "http" and scope.get("method") == "POST" and scope.get("path") == "/token"):
+            await self.app(scope, receive, send)
+            return
+        body = await read_body(receive)
+        if body is None:
+            return
+        resources = [v for k, v in parse_qsl(body.decode("latin-1"), keep_blank_values=True) if k == "resource"]
+        if len(resources) > 1 or (resources and not is_served(resources[0], self.resource_urls)):
+            audit.emit("resource.refused", reason="/token")
+            await send_error(send, 400, "invalid_target", "The resource is not served here")
+            return
+        if resources:
+            requested_resource.set(resources[0])
+        await self.app(scope, replaying(body, receive), send)
