@@ -82,7 +82,9 @@ class StrictIdP:
         return response.json()
 
     def disable_user(self, sub: str) -> None:
-        """From now on the IdP knows no such user: its code and refresh grants answer invalid_grant."""
+        """From now on the IdP knows no such user: refreshing (or redeeming a code of) any of its
+        grants answers ``invalid_grant``, and a new login as ``sub`` ends in an ``access_denied``
+        redirect (RFC 6749 §4.1.2.1)."""
         self._admin("POST", f"users/{sub}/disable")
 
     def enable_user(self, sub: str) -> None:
@@ -180,9 +182,7 @@ class StrictIdP:
 
     def token(self, **form: str) -> httpx2.Response:
         """POST /token as the client (client_secret_basic, RFC 6749 §2.3.1)."""
-        return httpx2.post(
-            self.issuer + "/token", data=form, auth=(self.client_id, self.client_secret), timeout=10
-        )
+        return httpx2.post(self.issuer + "/token", data=form, auth=(self.client_id, self.client_secret), timeout=10)
 
     def code_flow(self, redirect_uri: str, user: str = "alice", scope: str = "openid email profile") -> dict[str, Any]:
         """A complete login and code redemption straight at the IdP; the token response.
@@ -226,19 +226,30 @@ def run_strict_idp(
     port = free_port()
     client_secret = client_secret or secrets.token_urlsafe(24)
     admin_secret = secrets.token_urlsafe(18)
-    if log_path is None:
-        handle, name = tempfile.mkstemp(prefix="strict-idp-", suffix=".log")
-        os.close(handle)
-        log_path = Path(name)
     argv = [
-        node, str(HERE / "server.js"), "--port", str(port), "--client-id", client_id,
-        "--access-ttl", str(access_ttl), "--refresh-ttl", str(refresh_ttl), "--refresh-policy", refresh_policy,
+        node,
+        str(HERE / "server.js"),
+        "--port",
+        str(port),
+        "--client-id",
+        client_id,
+        "--access-ttl",
+        str(access_ttl),
+        "--refresh-ttl",
+        str(refresh_ttl),
+        "--refresh-policy",
+        refresh_policy,
     ]
     for uri in redirect_uris:
         argv += ["--redirect-uri", uri]
     # The secrets go by environment, not argv: argv is world-readable in /proc.
     env = {**os.environ, "CLIENT_SECRET": client_secret, "ADMIN_SECRET": admin_secret}
     issuer = f"http://127.0.0.1:{port}"
+    own_log = log_path is None
+    if log_path is None:
+        handle, name = tempfile.mkstemp(prefix="strict-idp-", suffix=".log")
+        os.close(handle)
+        log_path = Path(name)
     with open(log_path, "w") as log:
         process = subprocess.Popen(argv, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
@@ -260,3 +271,5 @@ def run_strict_idp(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if own_log:
+            log_path.unlink(missing_ok=True)

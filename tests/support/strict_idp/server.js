@@ -15,7 +15,8 @@
 //   GET  token-calls            -> {"counts": {"<grant_type>": n},
 //                                   "calls": [{grant_type, status, error, detail}]}
 //   POST token-calls/reset
-//   POST users/<sub>/disable     findAccount answers undefined: refresh and code grants -> invalid_grant
+//   POST users/<sub>/disable     findAccount answers undefined: refresh and code grants -> invalid_grant,
+//                                and a new login as <sub> ends in access_denied
 //   POST users/<sub>/enable
 //   POST outage {"mode": "503" | "close" | "off", "scope": "token" | "all"}
 //   POST redirect-uris {"uri": "..."}   allow one more exact redirect_uri for the client
@@ -147,7 +148,25 @@ function record(grantType, status, error, detail) {
 
 // oidc-provider answers every refused grant with a generic description; keep its reason
 // ("PKCE verification failed", "refresh token already used", "... account not found") for tests.
+provider.on('server_error', (_ctx, err) => { console.error('server_error:', err); });
 provider.on('grant.error', (ctx, err) => { ctx.state.grantErrorDetail = err.error_detail; });
+
+// A disabled user's login is refused like a real IdP would: access_denied back to the client
+// (RFC 6749 §4.1.2.1) instead of oidc-provider's 500 for an account that vanished mid-login.
+provider.use(async (ctx, next) => {
+  if (ctx.method !== 'POST' || !/^\/interaction\/[^/]+$/.test(ctx.path)) return next();
+  const raw = await readBody(ctx.req);
+  ctx.req.body = raw; // oidc-provider's body parser reads req.body once the stream is consumed
+  const form = new URLSearchParams(raw);
+  if (form.get('prompt') === 'login' && disabled.has(form.get('login'))) {
+    ctx.respond = false;
+    await provider.interactionFinished(ctx.req, ctx.res, {
+      error: 'access_denied', error_description: 'the user is disabled',
+    }, { mergeWithLastSubmission: false });
+    return undefined;
+  }
+  return next();
+});
 
 // Outage and the token-call ledger sit in front of oidc-provider's own routing.
 provider.use(async (ctx, next) => {
