@@ -131,6 +131,17 @@ def test_the_strict_idp_rotates_refresh_tokens_and_a_reused_one_revokes_the_gran
         assert idp.token_calls("authorization_code") == 1
 
 
+def test_with_the_offline_access_policy_a_refresh_token_needs_offline_access_and_prompt_consent() -> None:
+    with run_strict_idp(refresh_policy="offline_access") as idp:
+        callback = f"http://127.0.0.1:{free_port()}/cb"
+        idp.allow_redirect_uri(callback)
+        assert "refresh_token" not in idp.code_flow(callback, scope="openid email")
+        # OIDC Core §11: offline_access without prompt=consent is ignored, so still no refresh token.
+        assert "refresh_token" not in idp.code_flow(callback, scope="openid offline_access")
+        tokens = idp.code_flow(callback, scope="openid offline_access", prompt="consent")
+        assert tokens["refresh_token"] and "offline_access" in tokens["scope"].split()
+
+
 def test_a_user_disabled_at_the_strict_idp_can_no_longer_refresh_nor_log_in() -> None:
     with run_strict_idp() as idp:
         callback = f"http://127.0.0.1:{free_port()}/cb"

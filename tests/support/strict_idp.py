@@ -184,11 +184,15 @@ class StrictIdP:
         """POST /token as the client (client_secret_basic, RFC 6749 §2.3.1)."""
         return httpx2.post(self.issuer + "/token", data=form, auth=(self.client_id, self.client_secret), timeout=10)
 
-    def code_flow(self, redirect_uri: str, user: str = "alice", scope: str = "openid email profile") -> dict[str, Any]:
+    def code_flow(
+        self, redirect_uri: str, user: str = "alice", scope: str = "openid email profile", **extra: str
+    ) -> dict[str, Any]:
         """A complete login and code redemption straight at the IdP; the token response.
-        ``redirect_uri`` must be allowed (:meth:`allow_redirect_uri`)."""
+        ``redirect_uri`` must be allowed (:meth:`allow_redirect_uri`); ``extra`` goes into the
+        authorization request (``prompt="consent"``, ...)."""
         verifier, challenge = pkce_pair()
-        location = self.login_headlessly(self.authorization_url(redirect_uri, challenge, scope=scope), user)
+        url = self.authorization_url(redirect_uri, challenge, scope=scope, **extra)
+        location = self.login_headlessly(url, user)
         query = dict(parse_qsl(urlsplit(location).query))
         if "code" not in query:
             raise StrictIdPError(f"strict IdP login returned no code: {query.get('error')}")
