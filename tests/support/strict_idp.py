@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit
 
 import httpx2
 
@@ -85,10 +85,10 @@ class StrictIdP:
         """From now on the IdP knows no such user: refreshing (or redeeming a code of) any of its
         grants answers ``invalid_grant``, and a new login as ``sub`` ends in an ``access_denied``
         redirect (RFC 6749 §4.1.2.1)."""
-        self._admin("POST", f"users/{sub}/disable")
+        self._admin("POST", f"users/{quote(sub, safe='')}/disable")
 
     def enable_user(self, sub: str) -> None:
-        self._admin("POST", f"users/{sub}/enable")
+        self._admin("POST", f"users/{quote(sub, safe='')}/enable")
 
     def token_calls(self, grant_type: str | None = None) -> int:
         """Requests that reached /token (also refused ones, and ones answered by an outage);
