@@ -108,7 +108,8 @@ def _string_list(document: Mapping[str, Any], key: str, max_items: int, max_leng
 
 def clean_display_text(value: str, max_length: int = MAX_NAME_LENGTH) -> str:
     """Drop control and format characters (bidi overrides, zero-width joiners) and collapse whitespace."""
-    kept = "".join(" " if c.isspace() else c for c in value if unicodedata.category(c) not in {"Cc", "Cf", "Co", "Cs"})
+    spaced = "".join(" " if c.isspace() else c for c in value)
+    kept = "".join(c for c in spaced if unicodedata.category(c) not in {"Cc", "Cf", "Co", "Cs"})
     return " ".join(kept.split())[:max_length]
 
 
