@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import anyio
 
-from ..redirect_policy import DEFAULT_PRIVATE_USE_SCHEMES
+from ..core.redirect_policy import DEFAULT_PRIVATE_USE_SCHEMES
 from .document import ensure_client_id_url, validate_client_document
 from .errors import CimdDomainRefused, CimdError, CimdFetchFailed
 from .fetch import CimdFetcher, FetchedDocument

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from mcp.shared.auth import OAuthClientInformationFull
 
-from ..redirect_policy import DEFAULT_PRIVATE_USE_SCHEMES, RedirectUriRefused, ensure_redirect_uri_allowed
+from ..core.redirect_policy import DEFAULT_PRIVATE_USE_SCHEMES, RedirectUriRefused, ensure_redirect_uri_allowed
 from .errors import (
     CimdAuthMethodRefused,
     CimdClientIdMismatch,
