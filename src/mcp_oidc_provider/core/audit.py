@@ -33,6 +33,7 @@ Event = Literal[
     "refresh_token.concurrent_reuse",
     "grant.revoked",
     "resource.refused",
+    "cimd.refused",
 ]
 
 SAFE_FIELDS = frozenset({"client_id", "grant_id", "subject", "error", "reason", "resource"})

@@ -150,6 +150,22 @@ class ProviderSettings(BaseModel):
     #: RFC 8252 §7.1 private-use URI schemes native MCP clients register, matched whole.
     private_use_schemes: tuple[str, ...] = DEFAULT_PRIVATE_USE_SCHEMES
 
+    # issue 9: client identity (MCP 2026-07-28 "Client Registration")
+    #: Accept Client ID Metadata Documents: an https URL ``client_id`` naming the client's metadata.
+    client_id_metadata_documents: bool = True
+    #: RFC 7591 dynamic registration at /register (deprecated by the MCP specification of 2026-07-28).
+    dynamic_registration: bool = True
+    #: CIMD hosts allowed (exact or ``*.suffix``); empty: every public host.
+    cimd_allowed_domains: tuple[str, ...] = ()
+    #: CIMD hosts refused, whatever else says.
+    cimd_denied_domains: tuple[str, ...] = ()
+    #: CIMD hosts whose clients skip the consent page (only hosts you operate or fully trust).
+    cimd_trusted_domains: tuple[str, ...] = ()
+    #: DEVELOPMENT ONLY: fetch metadata documents from loopback addresses (tests, local clients).
+    cimd_allow_loopback: bool = False
+    #: A CA bundle (PEM path) to verify metadata-document hosts with instead of the system's.
+    cimd_ca_bundle: str | None = None
+
     @field_validator("issuer_url")
     @classmethod
     def _issuer_ok(cls, value: str) -> str:
@@ -187,6 +203,11 @@ class ProviderSettings(BaseModel):
             logger.warning(
                 "CONSENT IS OFF: any registered client can obtain a code for a user with a live IdP session; "
                 "use it only when every client is trusted"
+            )
+        if self.cimd_allow_loopback:
+            logger.warning(
+                "DEVELOPMENT ONLY: client metadata documents may be fetched from loopback addresses "
+                "(cimd_allow_loopback); never do this in production"
             )
         if self.upstream.is_insecure_development:
             logger.warning(

@@ -119,3 +119,9 @@ class PublicKeySet(Record):
 class SealedPart(BaseModel):
     claims: dict[str, Any] = Field(default_factory=dict)
     upstream: UpstreamTokens | None = None
+
+
+class ClientDocumentRecord(Record):
+    """A fetched and validated Client ID Metadata Document, with its freshness (:mod:`..cimd.cache`)."""
+
+    document: dict[str, Any]

@@ -15,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from key_value.aio.protocols import AsyncKeyValue
 
 from ..crypto.sealing import Sealer, SealError
 from .records import (
+    ClientDocumentRecord,
     ClientRecord,
     CodeRecord,
     GrantRecord,
@@ -100,6 +101,7 @@ class Repository:
         self._spent_refresh = Collection(kv, "spent-refresh-tokens", SpentMarker)
         self._keys = Collection(kv, "keys", KeyMaterial)
         self._public_keys = Collection(kv, "public-keys", PublicKeySet)
+        self._client_documents = Collection(kv, "client-documents", ClientDocumentRecord)
 
     # clients (RFC 7591)
     async def save_client(self, client_id: str, record: ClientRecord, ttl: float) -> None:
@@ -214,6 +216,14 @@ class Repository:
 
     async def spent_refresh_token(self, token: str) -> SpentMarker | None:
         return await self._spent_refresh.get(digest(token))
+
+    # client metadata documents (CIMD), keyed by the SHA-256 of their URL
+    async def load_client_document(self, url_digest: str) -> dict[str, Any] | None:
+        record = await self._client_documents.get(url_digest)
+        return record.document if record is not None else None
+
+    async def save_client_document(self, url_digest: str, document: dict[str, Any], ttl: float) -> None:
+        await self._client_documents.put(url_digest, ClientDocumentRecord(document=document), ttl)
 
     # signing keys
     async def load_keys(self) -> KeyMaterial | None:

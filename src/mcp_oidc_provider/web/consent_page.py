@@ -11,15 +11,9 @@ import html
 from urllib.parse import urlsplit
 
 from ..flows.consent import ConsentPrompt
+from .headers import SECURITY_HEADERS
 
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
-    "X-Frame-Options": "DENY",
-    "Cache-Control": "no-store",
-    "Pragma": "no-cache",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-}
+__all__ = ["SECURITY_HEADERS", "render_page"]
 
 
 def redirect_destination(redirect_uri: str) -> str:

@@ -30,7 +30,8 @@ from ..flows import callback, consent
 from ..flows.authorize import CONSENT_PATH
 from ..flows.context import Context
 from .consent_page import SECURITY_HEADERS, render_page
-from .errors import NO_STORE, error_response
+from .errors import error_response
+from .headers import NO_STORE
 
 logger = logging.getLogger("mcp_oidc_provider.routes")
 
