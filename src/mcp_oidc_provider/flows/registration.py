@@ -88,7 +88,10 @@ async def resolve_metadata_document(ctx: Context, client_id: str) -> FederatedCl
     except CimdError as exc:
         audit.emit("cimd.refused", reason=exc.reason)
         return None
-    return FederatedClient.model_validate(resolved.metadata)
+    metadata = dict(resolved.metadata)
+    # A document rarely names scopes; like a registration without any, it gets ours (RFC 7591 §2).
+    metadata.setdefault("scope", " ".join(ctx.settings.scopes))
+    return FederatedClient.model_validate(metadata)
 
 
 async def load_client(ctx: Context, client_id: str) -> OAuthClientInformationFull | None:
