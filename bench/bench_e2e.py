@@ -59,7 +59,7 @@ import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_bearer import (  # noqa: E402 - a sibling script, not a package
+from bench_bearer import (  # a sibling script, not a package
     DEFAULT_REDIS_URL,
     SERVER_SCRIPT,
     LoadResult,
@@ -71,7 +71,6 @@ from bench_bearer import (  # noqa: E402 - a sibling script, not a package
     load,
     mcp_version,
     print_table,
-    process_cpu_seconds,
     redis_available,
     stop_server,
     wait_up,
@@ -223,7 +222,9 @@ def servers_up(args: argparse.Namespace, with_redis: bool) -> Any:
 # measurement
 
 
-async def measure(bench: Bench, rounds: int, requests: dict[int, int], warmup: int) -> dict[tuple[str, int], list[LoadResult]]:
+async def measure(
+    bench: Bench, rounds: int, requests: dict[int, int], warmup: int
+) -> dict[tuple[str, int], list[LoadResult]]:
     cells = [(label, c) for c in CONCURRENCIES for label in bench.servers]
     results: dict[tuple[str, int], list[LoadResult]] = collections.defaultdict(list)
     for r in range(rounds):
@@ -290,7 +291,9 @@ def owner_of(path: str) -> str | None:
     for whoever called them)."""
     if "/mcp_oidc_provider/" in path:
         return "wrappers" if path.endswith(("/guard.py", "/outage.py")) else "ours"
-    if "/mcp/server/auth/" in path or path.endswith(("starlette/middleware/authentication.py", "starlette/authentication.py")):
+    if "/mcp/server/auth/" in path or path.endswith(
+        ("starlette/middleware/authentication.py", "starlette/authentication.py")
+    ):
         return "sdk_auth"
     if library_of(path) is not None:
         return None
@@ -360,7 +363,7 @@ class Profile:
 
 
 def short(frame: str) -> str:
-    name, _, rest = frame.partition(" (")
+    name = frame.partition(" (")[0]
     path = frame_path(frame)
     parts = path.split("/")
     where = "/".join(parts[-2:]) if len(parts) > 1 else path
@@ -387,7 +390,9 @@ def parse_raw(label: str, raw: Path, cpu_us_per_req: float) -> Profile:
             self_n[short(frames[-1])] += k
             # Inclusive figures from the outermost auth frame down: the frames above it
             # (uvicorn, the event loop) carry every request's cost, not the bearer path's.
-            first = next((i for i, f in enumerate(frames) if owner_of(frame_path(f)) not in (None, "app")), len(frames) - 1)
+            first = next(
+                (i for i, f in enumerate(frames) if owner_of(frame_path(f)) not in (None, "app")), len(frames) - 1
+            )
             for name in {short(f) for f in frames[first:]}:
                 total_n[name] += k
     scale = cpu_us_per_req / n if n else 0.0
@@ -401,13 +406,18 @@ def parse_raw(label: str, raw: Path, cpu_us_per_req: float) -> Profile:
     )
 
 
+def find_py_spy() -> str | None:
+    found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return found if os.path.exists(found) else None
+
+
 async def profile_all(
     bench: Bench, requests: int, rate: int, keep: Path | None, clean_cpu_us: dict[str, float]
 ) -> list[Profile]:
     """One py-spy run per server; its samples are scaled to ``clean_cpu_us[label]``, the CPU per
     request measured without a profiler attached (sampling itself costs the process CPU)."""
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    if not Path(py_spy).exists():
+    py_spy = find_py_spy()
+    if py_spy is None:
         print("note: py-spy not found; profile skipped (pip install py-spy)")
         return []
     out_dir = keep or Path(tempfile.mkdtemp(prefix="bench-e2e-"))
@@ -416,9 +426,23 @@ async def profile_all(
     for label, server in bench.servers.items():
         await load(server, 100, 8, 50)  # a fresh session, warm
         raw = out_dir / f"{label.replace(' ', '_').replace('(', '').replace(')', '')}.txt"
-        spy = subprocess.Popen(  # noqa: S603 - py-spy from our venv, our own child process
-            [py_spy, "record", "--pid", str(server.process.pid), "-r", str(rate), "-f", "raw", "--nolineno", "--full-filenames",
-             "--nonblocking", "-o", str(raw)],
+        # A blocking Popen is fine here: nothing else runs on the loop between load runs.
+        spy = subprocess.Popen(  # noqa: S603, ASYNC220 - py-spy from our venv, our own child process
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(server.process.pid),
+                "-r",
+                str(rate),
+                "-f",
+                "raw",
+                "--nolineno",
+                "--full-filenames",
+                "--nonblocking",
+                "-o",
+                str(raw),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -445,7 +469,10 @@ def print_profiles(profiles: list[Profile], top: int) -> None:
         rows.append([c, *(f"{p.by_component[c]:.0f}" for p in profiles)])
     if base is not None:
         rows.append(
-            ["the rest minus baseline", *(f"{p.by_component['the rest'] - base.by_component['the rest']:+.0f}" for p in profiles)]
+            [
+                "the rest minus baseline",
+                *(f"{p.by_component['the rest'] - base.by_component['the rest']:+.0f}" for p in profiles),
+            ]
         )
         rows.append(
             [
@@ -457,7 +484,8 @@ def print_profiles(profiles: list[Profile], top: int) -> None:
     rows.append(["(CPU µs/req under py-spy)", *(f"{p.profiled_cpu_us:.0f}" for p in profiles)])
     rows.append(["(py-spy samples)", *(str(p.samples) for p in profiles)])
     print_table(
-        "3. where the server CPU goes at c=8 (py-spy shares of one run per server, scaled to the rounds' median CPU/req)",
+        "3. where the server CPU goes at c=8 (py-spy shares of one run per server, scaled to the rounds' median "
+        "CPU/req)",
         header,
         rows,
     )
@@ -504,7 +532,11 @@ def revocation_propagation(bench: Bench, timeout: float = 10.0) -> float | None:
             "jsonrpc": "2.0",
             "id": 0,
             "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}},
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "bench", "version": "0"},
+            },
         }
         response = http.post(mcp.mcp_url, json=init, headers=headers)
         if response.status_code != 200:
@@ -536,7 +568,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and requests (under 2 minutes)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (quick 5, full 15)")
     parser.add_argument("--requests", type=int, default=None, help="requests per cell at c=8 (quick 300, full 800)")
-    parser.add_argument("--profile-requests", type=int, default=None, help="requests in each py-spy run (quick 1500, full 4000)")
+    parser.add_argument(
+        "--profile-requests", type=int, default=None, help="requests in each py-spy run (quick 1500, full 4000)"
+    )
     parser.add_argument("--rate", type=int, default=1000, help="py-spy samples per second (1000)")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--keep-profiles", type=Path, default=None, help="keep py-spy raw stacks in this folder")
@@ -568,7 +602,9 @@ def main() -> int:
             for label in labels
         }
         profiles = (
-            [] if args.no_profile else asyncio.run(profile_all(bench, profile_requests, args.rate, args.keep_profiles, clean))
+            []
+            if args.no_profile
+            else asyncio.run(profile_all(bench, profile_requests, args.rate, args.keep_profiles, clean))
         )
         setting = revocation_setting()
         if setting is None or bench.auth_server is None:
@@ -576,11 +612,17 @@ def main() -> int:
         else:
             seconds = revocation_propagation(bench)
             propagation = (
-                f"{seconds * 1000:.0f} ms (setting {setting:g} s)" if seconds is not None else "still accepted after 10 s"
+                f"{seconds * 1000:.0f} ms (setting {setting:g} s)"
+                if seconds is not None
+                else "still accepted after 10 s"
             )
     load_after = os.getloadavg()
 
-    header = ["setup", *(f"throughput c={c}" for c in CONCURRENCIES), *(f"extra CPU µs/req c={c}" for c in CONCURRENCIES)]
+    header = [
+        "setup",
+        *(f"throughput c={c}" for c in CONCURRENCIES),
+        *(f"extra CPU µs/req c={c}" for c in CONCURRENCIES),
+    ]
     print_table(
         f"1-2. tools/call whoami: ratio to the baseline and extra server CPU per request; median [p25-p75] of {rounds} "
         "interleaved rounds",
