@@ -275,6 +275,13 @@ def summarize(results: dict[tuple[str, int], list[LoadResult]], labels: list[str
 # ---------------------------------------------------------------------------------------------
 # profile (py-spy)
 
+
+def user_system_ticks(pid: int) -> tuple[int, int]:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
 COMPONENTS = (
     "signature check",
     "store read",
@@ -283,6 +290,7 @@ COMPONENTS = (
     "SDK auth middleware",
     "protect()/guard wrappers",
     "the rest",
+    "kernel (syscalls)",
 )
 
 
@@ -370,7 +378,9 @@ def short(frame: str) -> str:
     return f"{name} ({where})"
 
 
-def parse_raw(label: str, raw: Path, cpu_us_per_req: float) -> Profile:
+def parse_raw(label: str, raw: Path, cpu_us_per_req: float, user_share: float = 1.0) -> Profile:
+    """Samples holding the GIL (Python code running) scaled to the user part of the CPU per
+    request; the system part is the kernel row (socket writes, epoll), from /proc."""
     counts: collections.Counter[str] = collections.Counter()
     self_n: collections.Counter[str] = collections.Counter()
     total_n: collections.Counter[str] = collections.Counter()
@@ -395,12 +405,14 @@ def parse_raw(label: str, raw: Path, cpu_us_per_req: float) -> Profile:
             )
             for name in {short(f) for f in frames[first:]}:
                 total_n[name] += k
-    scale = cpu_us_per_req / n if n else 0.0
+    scale = cpu_us_per_req * user_share / n if n else 0.0
+    by_component = {c: counts[c] * scale for c in COMPONENTS}
+    by_component["kernel (syscalls)"] = cpu_us_per_req * (1 - user_share)
     return Profile(
         label,
         cpu_us_per_req,
         n,
-        {c: counts[c] * scale for c in COMPONENTS},
+        by_component,
         collections.Counter({k: v * scale for k, v in self_n.items()}),
         collections.Counter({k: v * scale for k, v in total_n.items()}),
     )
@@ -439,7 +451,7 @@ async def profile_all(
                 "raw",
                 "--nolineno",
                 "--full-filenames",
-                "--nonblocking",
+                "--gil",
                 "-o",
                 str(raw),
             ],
@@ -447,13 +459,17 @@ async def profile_all(
             stderr=subprocess.PIPE,
         )
         await asyncio.sleep(0.5)  # attached
+        user0, system0 = user_system_ticks(server.process.pid)
         result = await load(server, requests, 8, 20)
+        user1, system1 = user_system_ticks(server.process.pid)
         spy.send_signal(signal.SIGINT)
         _, err = spy.communicate(timeout=30)
         if not raw.exists():
             print(f"note: py-spy failed on {label}: {err.decode(errors='replace')[-300:]}")
             continue
-        profiled = parse_raw(label, raw, clean_cpu_us.get(label) or result.server_cpu_us or 0.0)
+        ticks = (user1 - user0) + (system1 - system0)
+        user_share = (user1 - user0) / ticks if ticks else 1.0
+        profiled = parse_raw(label, raw, clean_cpu_us.get(label) or result.server_cpu_us or 0.0, user_share)
         profiled.profiled_cpu_us = result.server_cpu_us or 0.0
         profiles.append(profiled)
     if keep is None:
@@ -566,18 +582,18 @@ def revocation_propagation(bench: Bench, timeout: float = 10.0) -> float | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds and requests (under 2 minutes)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (quick 5, full 15)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (quick 5, full 21)")
     parser.add_argument("--requests", type=int, default=None, help="requests per cell at c=8 (quick 300, full 800)")
     parser.add_argument(
         "--profile-requests", type=int, default=None, help="requests in each py-spy run (quick 1500, full 4000)"
     )
-    parser.add_argument("--rate", type=int, default=1000, help="py-spy samples per second (1000)")
+    parser.add_argument("--rate", type=int, default=500, help="py-spy samples per second (500)")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--keep-profiles", type=Path, default=None, help="keep py-spy raw stacks in this folder")
     parser.add_argument("--top", type=int, default=12, help="functions listed per setup in the profile (12)")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help=f"({DEFAULT_REDIS_URL})")
     args = parser.parse_args()
-    rounds = args.rounds or (5 if args.quick else 15)
+    rounds = args.rounds or (5 if args.quick else 21)
     per_cell = args.requests or (300 if args.quick else 800)
     # c=1 is latency-bound (about half the req/s): fewer requests keep the cells similar in time.
     requests = {1: max(50, per_cell // 2), 8: per_cell}
