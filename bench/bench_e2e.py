@@ -366,7 +366,7 @@ class Profile:
     samples: int
     by_component: dict[str, float]  # µs per request
     self_us: collections.Counter[str]  # leaf function -> µs per request, bearer path only
-    total_us: collections.Counter[str]  # function -> inclusive µs per request, bearer path only
+    total_us: collections.Counter[str]  # "caller -> component" -> µs per request, bearer path only
     profiled_cpu_us: float = 0.0  # CPU per request while py-spy sampled
 
 
@@ -398,13 +398,12 @@ def parse_raw(label: str, raw: Path, cpu_us_per_req: float, user_share: float = 
         n += k
         if component != "the rest":
             self_n[short(frames[-1])] += k
-            # Inclusive figures from the outermost auth frame down: the frames above it
-            # (uvicorn, the event loop) carry every request's cost, not the bearer path's.
-            first = next(
-                (i for i, f in enumerate(frames) if owner_of(frame_path(f)) not in (None, "app")), len(frames) - 1
+            # Who on the bearer path asked for the work: the innermost frame of ours, the
+            # SDK's auth code or the wrappers, with the component it went to.
+            caller = next(
+                (f for f in reversed(frames) if owner_of(frame_path(f)) in ("ours", "sdk_auth", "wrappers")), frames[-1]
             )
-            for name in {short(f) for f in frames[first:]}:
-                total_n[name] += k
+            total_n[f"{short(caller)} -> {component}"] += k
     scale = cpu_us_per_req * user_share / n if n else 0.0
     by_component = {c: counts[c] * scale for c in COMPONENTS}
     by_component["kernel (syscalls)"] = cpu_us_per_req * (1 - user_share)
@@ -508,7 +507,7 @@ def print_profiles(profiles: list[Profile], top: int) -> None:
     for p in profiles:
         if p.label == BASELINE or not p.total_us:
             continue
-        print(f"\n   {p.label}: bearer path, top {top} by inclusive µs/req  |  top {top} by own µs/req")
+        print(f"\n   {p.label}: bearer path, top {top} µs/req by our/SDK caller -> component  |  by own time")
         inclusive = p.total_us.most_common(top)
         own = p.self_us.most_common(top)
         for i in range(top):
