@@ -104,7 +104,7 @@ class Login:
 
 def login(auth_base: str, resource: str) -> Login:
     """Register, authorize with PKCE S256 and a resource indicator, log in as alice, redeem the code."""
-    from mcp_oidc_provider.devidp import login_headlessly
+    from mcp_oidc_provider.run.devidp import login_headlessly
 
     redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
     with httpx2.Client(timeout=15) as http:
@@ -311,7 +311,7 @@ def owner_of(path: str) -> str | None:
 
 
 def library_of(path: str) -> str | None:
-    if "/joserfc/" in path or "/cryptography/" in path or "/mcp_oidc_provider/keys.py" in path:
+    if "/joserfc/" in path or "/cryptography/" in path or "/mcp_oidc_provider/crypto/keys.py" in path:
         return "signature check"
     if "/key_value/" in path or "beartype" in path or "/redis/" in path:
         return "store read"
@@ -349,7 +349,7 @@ def classify(frames: list[str]) -> str:
             return "the rest"
         if owner == "wrappers":
             return "protect()/guard wrappers"
-        if "/mcp_oidc_provider/keys.py" in paths[i]:
+        if "/mcp_oidc_provider/crypto/keys.py" in paths[i]:
             return "signature check"
         for deeper in paths[i + 1 :]:
             lib = library_of(deeper)

@@ -113,7 +113,7 @@ async def serve_role(args: argparse.Namespace) -> None:
     from pydantic import SecretStr
 
     from mcp_oidc_provider import OIDCProvider, ProviderSettings, UpstreamSettings
-    from mcp_oidc_provider.devidp import DEV_CLIENT_ID, DEV_CLIENT_SECRET
+    from mcp_oidc_provider.run.devidp import DEV_CLIENT_ID, DEV_CLIENT_SECRET
 
     base = f"http://127.0.0.1:{args.port}"
     stateless = args.mode == "stateless"
@@ -134,7 +134,7 @@ async def serve_role(args: argparse.Namespace) -> None:
     elif args.role == "integrated":
         app = provider.protect(build_app(args.port, provider=provider, json_response=True, stateless=stateless))  # type: ignore[union-attr]
     elif args.role == "auth-server":
-        from mcp_oidc_provider.standalone import build_auth_app
+        from mcp_oidc_provider.run.standalone import build_auth_app
 
         app = build_auth_app(provider)  # type: ignore[arg-type]
     else:
