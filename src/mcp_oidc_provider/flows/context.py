@@ -9,7 +9,7 @@ from ..core.clock import Clock
 from ..core.settings import ProviderSettings
 from ..crypto.keys import SigningKeys
 from ..store.repository import Repository
-from ..upstream.client import UpstreamClient
+from ..upstream.protocol import UpstreamProvider
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class Context:
     issuer: str
     repo: Repository
     keys: SigningKeys
-    upstream: UpstreamClient
+    upstream: UpstreamProvider
     clock: Clock
     claims_mapper: ClaimsMapper
 
