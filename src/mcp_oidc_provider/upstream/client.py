@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 import httpx2
+from authlib.integrations.base_client import OAuthError  # type: ignore[import-untyped]
 from authlib.integrations.httpx_client import AsyncOAuth2Client  # type: ignore[import-untyped]
 from authlib.oauth2.rfc6749 import OAuth2Error  # type: ignore[import-untyped]
 from joserfc.errors import JoseError
@@ -103,7 +104,7 @@ class UpstreamClient:
                 )
         except httpx2.TransportError as exc:
             raise UpstreamUnavailable("The identity provider could not be reached") from exc
-        except (OAuth2Error, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except (OAuth2Error, OAuthError, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
             logger.warning("upstream token endpoint refused the code: %s", type(exc).__name__)
             raise UpstreamError("The identity provider refused to complete the login") from exc
         return dict(token)
@@ -115,7 +116,7 @@ class UpstreamClient:
                 token = await oauth.refresh_token(metadata.token_endpoint, refresh_token=refresh_token)
         except httpx2.TransportError as exc:
             raise UpstreamUnavailable("The identity provider could not be reached") from exc
-        except (OAuth2Error, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except (OAuth2Error, OAuthError, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
             raise UpstreamError("The identity provider refused to refresh the tokens") from exc
         return dict(token)
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx2
+from authlib.integrations.base_client import OAuthError  # type: ignore[import-untyped]
 from authlib.integrations.httpx_client import AsyncOAuth2Client  # type: ignore[import-untyped]
 from authlib.oauth2.rfc6749 import OAuth2Error  # type: ignore[import-untyped]
 
@@ -91,7 +92,7 @@ class GitHubUpstream:
                 )
         except httpx2.TransportError as exc:
             raise UpstreamUnavailable("GitHub could not be reached") from exc
-        except (OAuth2Error, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except (OAuth2Error, OAuthError, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
             logger.warning("GitHub's token endpoint refused the code: %s", type(exc).__name__)
             raise UpstreamError("GitHub refused to complete the login") from exc
         return dict(token)
@@ -103,7 +104,7 @@ class GitHubUpstream:
                 token = await oauth.refresh_token(self.token_endpoint, refresh_token=refresh_token, headers=_JSON)
         except httpx2.TransportError as exc:
             raise UpstreamUnavailable("GitHub could not be reached") from exc
-        except (OAuth2Error, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except (OAuth2Error, OAuthError, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
             raise UpstreamError("GitHub refused to refresh the tokens") from exc
         return dict(token)
 
