@@ -48,7 +48,8 @@ from .flows import authorize, grants, registration, revocation
 from .flows.context import Context
 from .store.repository import Repository
 from .store.signing_keys import load_signing_keys
-from .upstream.client import UpstreamClient
+from .upstream.presets import build_upstream
+from .upstream.protocol import UpstreamProvider
 from .upstream.vault import UpstreamTokenService
 from .web.protection import protect
 from .web.routes import ProviderRoutes
@@ -107,6 +108,7 @@ class OIDCProvider:
         claims_mapper: ClaimsMapper | None = None,
         clock: Clock | None = None,
         encryption_keys: str | None = None,
+        upstream: UpstreamProvider | None = None,
     ) -> None:
         if store is None:
             from key_value.aio.stores.memory import MemoryStore
@@ -119,6 +121,8 @@ class OIDCProvider:
         self._jwks = jwks
         self._secret_key = secret_key
         self._claims_mapper = claims_mapper or default_claims_mapper
+        #: An IdP that fits no preset (issue 11): any :class:`UpstreamProvider`.
+        self._upstream = upstream
         self._clock = clock or SystemClock()
         self._repo = Repository(store)
         self._ctx: Context | None = None
@@ -183,7 +187,8 @@ class OIDCProvider:
                         issuer=self.issuer,
                         repo=self._repo,
                         keys=keys,
-                        upstream=UpstreamClient(self.settings.upstream, self.settings.callback_url, self._clock),
+                        upstream=self._upstream
+                        or build_upstream(self.settings.upstream, self.settings.callback_url, self._clock),
                         clock=self._clock,
                         claims_mapper=self._claims_mapper,
                         cimd=cimd,
@@ -198,7 +203,7 @@ class OIDCProvider:
         """
         ctx = await self._context()
         try:
-            await ctx.upstream.metadata()
+            await ctx.upstream.start()
         except OIDCProviderError as exc:
             raise ConfigurationError(exc.description) from exc
         logger.info("authorization server %s federating to %s", self.issuer, self.settings.upstream.issuer)

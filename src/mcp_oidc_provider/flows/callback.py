@@ -7,7 +7,7 @@ The flow, as named checks:
    callback fails (RFC 6749 §10.12, RFC 9700 §4.7);
 2. :func:`ensure_no_upstream_error`: an IdP error becomes the client's OAuth error;
 3. exchange the code upstream with our PKCE verifier (RFC 7636 §4.5);
-4. validate the ID token (:mod:`.upstream.id_token`);
+4. the user's identity (:meth:`.upstream.protocol.UpstreamProvider.identity`: the ID token);
 5. :func:`record_grant_and_code`: store the grant (user, claims, upstream tokens) and a
    single-use code bound to the client, redirect URI, PKCE challenge and resource;
 6. redirect to the client with ``code``, its ``state`` and ``iss`` (RFC 9207 §2).
@@ -28,7 +28,6 @@ from ..core.errors import (
     OIDCProviderError,
     UnknownLoginTransaction,
     UpstreamError,
-    UpstreamIdTokenInvalid,
     UpstreamUnavailable,
     authorize_error_code,
 )
@@ -128,10 +127,7 @@ async def complete_login(ctx: Context, query: Mapping[str, str], browser: str | 
         if not upstream_code:
             raise UpstreamError("The identity provider returned no authorization code")
         token = await ctx.upstream.exchange_code(code=upstream_code, code_verifier=txn.code_verifier)
-        id_token = token.get("id_token")
-        if not isinstance(id_token, str):
-            raise UpstreamIdTokenInvalid("The identity provider returned no ID token")
-        claims = await ctx.upstream.validate_id_token(id_token, txn.nonce)
+        claims = await ctx.upstream.identity(token, txn.nonce)
         code = await record_grant_and_code(ctx, txn, claims, token)
     except OIDCProviderError as exc:
         event: audit.Event = "upstream.unreachable" if isinstance(exc, UpstreamUnavailable) else "upstream.login_failed"

@@ -11,7 +11,7 @@ from ..core.clock import Clock
 from ..core.settings import ProviderSettings
 from ..crypto.keys import SigningKeys
 from ..store.repository import Repository
-from ..upstream.client import UpstreamClient
+from ..upstream.protocol import UpstreamProvider
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Context:
     issuer: str
     repo: Repository
     keys: SigningKeys
-    upstream: UpstreamClient
+    upstream: UpstreamProvider
     clock: Clock
     claims_mapper: ClaimsMapper
     #: Resolves https ``client_id`` URLs (CIMD); None when the deployment turned CIMD off.
