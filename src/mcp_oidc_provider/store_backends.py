@@ -289,9 +289,7 @@ def _postgres(url: str, timeout: float) -> AsyncKeyValue:
         _next_sweep = 0.0
 
         async def _create_pool(self) -> Any:
-            return await asyncpg.create_pool(
-                dsn, min_size=1, max_size=10, timeout=timeout, command_timeout=timeout
-            )
+            return await asyncpg.create_pool(dsn, min_size=1, max_size=10, timeout=timeout, command_timeout=timeout)
 
         async def _setup(self) -> None:
             try:
@@ -407,4 +405,3 @@ async def ensure_store_reachable(store: AsyncKeyValue, url: str, timeout: float 
         raise ConfigurationError(
             f"{SETTING} {redact(url)}: the {backend} store {wrong}; is it a key-value store this package supports?"
         )
-
