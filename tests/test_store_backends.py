@@ -299,6 +299,7 @@ async def test_postgresql_rows_whose_ttl_passed_are_swept(postgres_url: str) -> 
     [
         ("mongodb://127.0.0.1/x", "unsupported scheme 'mongodb'; use one of memory://"),
         ("localhost:6379", "unsupported scheme 'localhost'"),
+        ("user:hunter2@127.0.0.1:6379", "unsupported scheme 'user'"),
         ("127.0.0.1:6379", "no scheme"),
         ("redis://127.0.0.1:63x9/0", "not a URL"),
         ("redis://:hunter2@127.0.0.1:6379/zero", "database 'zero' is not a number; use e.g. redis://"),

@@ -16,12 +16,10 @@ import hashlib
 import logging
 import math
 from typing import Any, Generic, TypeVar
-from urllib.parse import urlsplit
 
 from key_value.aio.protocols import AsyncKeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import ConfigurationError
 from .sealing import Sealer, SealError
 
 logger = logging.getLogger("mcp_oidc_provider.store")
@@ -35,7 +33,7 @@ def is_store_failure(exc: BaseException) -> bool:
     if isinstance(exc, (OSError, ConnectionError, TimeoutError)):
         return True
     module = type(exc).__module__
-    return module.startswith(("redis", "key_value", "valkey", "diskcache", "sqlite3"))
+    return module.startswith(("redis", "key_value", "valkey", "glide", "asyncpg", "diskcache", "sqlite3"))
 
 
 def digest(value: str) -> str:
@@ -349,29 +347,7 @@ class Repository:
 
 
 def store_from_url(url: str) -> AsyncKeyValue:
-    """Build a store from a URL: ``memory://``, ``disk://PATH`` or ``redis://HOST:PORT/DB``.
+    """Build a store from a ``STORE_URL``; see :mod:`.store_backends` for the schemes."""
+    from .store_backends import store_from_url as from_url
 
-    ``memory://`` lives and dies with the process; ``disk://`` is shared by the processes of one
-    machine; ``redis://`` (or ``rediss://``) is shared by every replica that can reach it.
-    """
-    scheme = urlsplit(url).scheme
-    if scheme == "memory":
-        from key_value.aio.stores.memory import MemoryStore
-
-        return MemoryStore()
-    if scheme == "disk":
-        from key_value.aio.stores.disk import DiskStore
-
-        parts = urlsplit(url)
-        path = parts.netloc + parts.path
-        if not path:
-            raise ConfigurationError("disk:// store URL needs a directory, e.g. disk:///var/lib/mcp-oidc")
-        return DiskStore(directory=path)
-    if scheme in ("redis", "rediss"):
-        from key_value.aio.stores.redis import RedisStore
-
-        try:
-            return RedisStore(url=url)
-        except ValueError as exc:
-            raise ConfigurationError("invalid redis:// store URL") from exc
-    raise ConfigurationError(f"unsupported store URL scheme {scheme!r}: use memory://, disk://PATH or redis://")
+    return from_url(url)

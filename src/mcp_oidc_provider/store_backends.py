@@ -56,21 +56,26 @@ _BACKENDS = {
 
 
 def redact(url: str) -> str:
-    """The URL with any password (userinfo or ``password=`` query) replaced by ``***``."""
+    """The URL with any password (userinfo or ``password=`` query) replaced by ``***``.
+
+    Works on the text, not on a parse: ``user:secret@host`` (no scheme) parses as scheme ``user``.
+    """
+    head, at, tail = url.rpartition("@")
+    if at:
+        start = head.find("//") + 2 if "//" in head else 0
+        user, colon, _password = head[start:].partition(":")
+        if colon:
+            head = f"{head[:start]}{user}:***"
+        url = f"{head}@{tail}"
     try:
         parts = urlsplit(url)
-        netloc = parts.netloc
-        if parts.password is not None:
-            userinfo, _, hostport = netloc.rpartition("@")
-            user = userinfo.split(":", 1)[0]
-            netloc = f"{user}:***@{hostport}"
-        query = parts.query
-        if query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            query = urlencode([(k, "***" if "password" in k.lower() else v) for k, v in pairs], safe="/:")
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     except ValueError:
-        return "<unparseable URL>"
+        return url
+    if "password" not in parts.query.lower():
+        return url
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = urlencode([(k, "***" if "password" in k.lower() else v) for k, v in pairs], safe="/:*")
+    return urlunsplit(parts._replace(query=query))
 
 
 def backend_name(url: str) -> str:
