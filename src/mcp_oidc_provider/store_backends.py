@@ -156,9 +156,6 @@ def bounded_memory_store(max_entries: int = DEFAULT_MEMORY_MAX_ENTRIES) -> Async
             super().__init__(max_entries)
             self._cache = TLRUCache(maxsize=max_entries or sys.maxsize, ttu=expires, timer=time.time)
 
-        def __len__(self) -> int:
-            return len(self._cache)
-
     class _BoundedMemoryStore(MemoryStore):
         async def _setup_collection(self, *, collection: str) -> None:
             if collection not in self._cache:
@@ -167,7 +164,7 @@ def bounded_memory_store(max_entries: int = DEFAULT_MEMORY_MAX_ENTRIES) -> Async
         def entry_count(self, collection: str) -> int:
             """Entries held in memory for a collection, expired or not (for tests and metrics)."""
             held = self._cache.get(collection)
-            return len(held._cache.keys()) if held is not None else 0
+            return int(held._cache.currsize) if held is not None else 0
 
     return _BoundedMemoryStore(max_entries_per_collection=max_entries)
 
