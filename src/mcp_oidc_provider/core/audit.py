@@ -34,6 +34,8 @@ Event = Literal[
     "grant.revoked",
     "resource.refused",
     "cimd.refused",
+    # issue 8 §2
+    "login.unapproved",
 ]
 
 SAFE_FIELDS = frozenset({"client_id", "grant_id", "subject", "error", "reason", "resource"})

@@ -3,8 +3,9 @@
 The flow, as named checks:
 
 1. :func:`claim_login_transaction`: the ``state`` must name a live login of this browser
-   (:func:`ensure_same_browser`); it is consumed, so a replayed, forged or transplanted
-   callback fails (RFC 6749 §10.12, RFC 9700 §4.7);
+   (:func:`ensure_same_browser`) that was approved (:func:`is_approved`: the marker written at
+   the consent step); it is consumed, so a replayed, forged, transplanted or never approved
+   callback fails (RFC 6749 §10.12, RFC 9700 §4.7, MCP security best practices);
 2. :func:`ensure_no_upstream_error`: an IdP error becomes the client's OAuth error;
 3. exchange the code upstream with our PKCE verifier (RFC 7636 §4.5);
 4. the user's identity (:meth:`.upstream.protocol.UpstreamProvider.identity`: the ID token);
@@ -35,7 +36,7 @@ from ..crypto.minting import new_code, new_grant_id
 from ..store.records import CodeRecord, GrantRecord, LoginTransaction
 from ..upstream.client import tokens_from_response
 from .context import Context
-from .login import client_redirect, ensure_same_browser, is_plausible_login_id
+from .login import client_redirect, ensure_same_browser, is_approved, is_plausible_login_id, verified_binding
 
 logger = logging.getLogger("mcp_oidc_provider.callback")
 
@@ -53,7 +54,8 @@ class CallbackResult:
 
 
 async def claim_login_transaction(ctx: Context, state: str | None, browser: str | None) -> LoginTransaction:
-    """The ``state`` must name a live login owned by this browser; it is consumed once."""
+    """The ``state`` must name a live, approved login owned by this browser (its verified
+    binding id); it is consumed once, with its approval marker."""
     if not is_plausible_login_id(state):
         raise UnknownLoginTransaction("The login request is missing or malformed; start again from your application")
     found = await ctx.repo.load_login(state)
@@ -61,9 +63,15 @@ async def claim_login_transaction(ctx: Context, state: str | None, browser: str 
         audit.emit("login.unknown_state", logging.WARNING)
         raise UnknownLoginTransaction("This login has expired or was already used; start again from your application")
     ensure_same_browser(ctx, found[0], browser)
+    if not await is_approved(ctx, state, browser, found[0]):
+        audit.emit("login.unapproved", logging.WARNING, client_id=found[0].client_id)
+        raise UnknownLoginTransaction(
+            "This login was not approved on the consent page; start again from your application"
+        )
     txn = await ctx.repo.claim_login(state)
     if txn is None:
         raise UnknownLoginTransaction("This login was already used; start again from your application")
+    await ctx.repo.delete_login_approval(state)
     return txn
 
 
@@ -116,9 +124,9 @@ async def record_grant_and_code(
     return code
 
 
-async def complete_login(ctx: Context, query: Mapping[str, str], browser: str | None) -> CallbackResult:
+async def complete_login(ctx: Context, query: Mapping[str, str], binding_cookie: str | None) -> CallbackResult:
     try:
-        txn = await claim_login_transaction(ctx, query.get("state"), browser)
+        txn = await claim_login_transaction(ctx, query.get("state"), verified_binding(ctx, binding_cookie))
     except UnknownLoginTransaction as exc:
         return CallbackResult(error=exc.code, error_description=exc.description)
     try:

@@ -24,8 +24,10 @@ from .records import (
     ClientDocumentRecord,
     ClientRecord,
     CodeRecord,
+    ConsentApproval,
     GrantRecord,
     KeyMaterial,
+    LoginApproval,
     LoginTransaction,
     PublicKeySet,
     Record,
@@ -237,3 +239,25 @@ class Repository:
 
     async def save_public_keys(self, keys: PublicKeySet, ttl: float) -> None:
         await self._public_keys.put("current", keys, ttl)
+
+    # issue 8 §2: remembered approvals and per-login approval markers
+    def _consent_approvals(self) -> Collection[ConsentApproval]:
+        return Collection(self.kv, "consent-approvals", ConsentApproval)
+
+    def _login_approvals(self) -> Collection[LoginApproval]:
+        return Collection(self.kv, "login-approvals", LoginApproval)
+
+    async def save_consent_approval(self, key: str, record: ConsentApproval, ttl: float) -> None:
+        await self._consent_approvals().put(key, record, ttl)
+
+    async def load_consent_approval(self, key: str) -> ConsentApproval | None:
+        return await self._consent_approvals().get(key)
+
+    async def save_login_approval(self, state: str, record: LoginApproval, ttl: float) -> None:
+        await self._login_approvals().put(digest(state), record, ttl)
+
+    async def load_login_approval(self, state: str) -> LoginApproval | None:
+        return await self._login_approvals().get(digest(state))
+
+    async def delete_login_approval(self, state: str) -> bool:
+        return await self._login_approvals().delete(digest(state))

@@ -6,8 +6,10 @@ from __future__ import annotations
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 #: Browser-facing pages: framed by nobody (RFC 6749 §10.13 clickjacking), no scripts, no referrer.
+BASE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+    "Content-Security-Policy": f"{BASE_CSP}; form-action 'self'",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
     "Pragma": "no-cache",
