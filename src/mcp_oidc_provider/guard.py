@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import audit
 from .outage import StoreOutageMiddleware
 from .settings import ProviderSettings
+from .web.basic_client_id import BasicClientIdMiddleware
 
 RATE_LIMITED_PATHS = frozenset({"/register", "/authorize"})
 BODY_LIMITED_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -96,7 +97,7 @@ async def _send_json(send: Send, status: int, body: dict[str, str], headers: dic
 
 class RequestGuard:
     def __init__(self, app: ASGIApp, settings: ProviderSettings, issuer: str) -> None:
-        self.app = StoreOutageMiddleware(app)
+        self.app = StoreOutageMiddleware(BasicClientIdMiddleware(app, settings.max_body_bytes))
         self.settings = settings
         self.issuer = issuer
         self.limiter = SlidingWindowLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
