@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import anyio
 import pytest
-from support.net import EXAMPLES, free_port, run_process
+from support.example_server import run_example_server
+from support.net import free_port
 from support.node import TS_CLIENT, machine_node, read_event, require_installed
 
 from mcp_oidc_provider.devidp import login_headlessly
@@ -27,11 +27,7 @@ SDK_PACKAGE = "@modelcontextprotocol/sdk"
 
 @pytest.fixture(scope="module")
 def example_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = Path(tmp_path_factory.mktemp("example")) / "server.log"
-    env = {"PORT": str(port), "UPSTREAM_ISSUER": "", "STORE_URL": "memory://"}
-    with run_process(EXAMPLES / "fastmcp_integrated" / "server.py", env, base + "/health", log):
+    with run_example_server(tmp_path_factory.mktemp("example")) as base:
         yield base
 
 
