@@ -51,6 +51,7 @@ ISSUER_SLASH_ON_MCP_1X = pytest.mark.xfail(
 
 @pytest.fixture(scope="module")
 def example_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    require_installed(CONFORMANCE, "@modelcontextprotocol/conformance")
     with run_example_server(tmp_path_factory.mktemp("example")) as base:
         yield base
 

@@ -27,6 +27,7 @@ SDK_PACKAGE = "@modelcontextprotocol/sdk"
 
 @pytest.fixture(scope="module")
 def example_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    require_installed(TS_CLIENT, SDK_PACKAGE)
     with run_example_server(tmp_path_factory.mktemp("example")) as base:
         yield base
 
