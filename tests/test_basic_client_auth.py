@@ -79,11 +79,12 @@ async def test_a_body_client_id_equal_to_the_basic_one_passes_unchanged(echo: An
     assert response.json()["form"] == [["client_id", "c"], ["x", "1"]]
 
 
-async def test_a_body_client_id_other_than_the_basic_one_is_invalid_request(echo: Any) -> None:
+async def test_a_body_client_id_other_than_the_basic_one_is_401_invalid_client(echo: Any) -> None:
     http, app = echo
     response = await http.post("/token", data={"client_id": "other"}, auth=("c", "pw"))
-    assert response.status_code == 400
-    assert response.json()["error"] == "invalid_request"
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
+    assert response.headers["www-authenticate"].startswith("Basic ")
     assert app.calls == 0
 
 
@@ -232,8 +233,9 @@ async def test_basic_credentials_of_one_client_with_another_clients_id_in_the_bo
             },
             auth=(attacker.client_id, attacker.client_secret),
         )
-        assert response.status_code == 400
-        assert response.json()["error"] == "invalid_request"
+        assert response.status_code == 401
+        assert response.json()["error"] == "invalid_client"
+        assert "access_token" not in response.text
 
 
 async def test_a_malformed_basic_header_at_revoke_is_401_invalid_client(idp: HostileIdP) -> None:

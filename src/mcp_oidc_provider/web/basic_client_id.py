@@ -13,7 +13,7 @@ Request with ``Authorization: Basic ...``      Outcome
 ============================================  ==========================================
 no ``client_id`` in the body                  ``client_id`` (and ``client_secret``) added
 the same ``client_id`` in the body            unchanged
-a different ``client_id`` in the body         ``400 invalid_request``
+a different ``client_id`` in the body         ``401 invalid_client``
 a ``client_secret`` in the body too           ``400 invalid_request`` (two methods)
 header not ``id:secret`` in base64/UTF-8      ``401 invalid_client``
 ============================================  ==========================================
@@ -141,8 +141,11 @@ class BasicClientIdMiddleware:
             await _send_error(send, 400, "invalid_request", "Client credentials in both the header and the body")
             return
         if body_ids and body_ids != [basic_id]:
-            # RFC 6749 §2.3.1: the header names the client; a body naming another is ambiguous.
-            await _send_error(send, 400, "invalid_request", "client_id does not match the Authorization header")
+            # The credentials do not authenticate the client the body names: RFC 6749 §5.2
+            # invalid_client, as the SDK answers the same mismatch for client_secret_basic clients.
+            await _send_error(
+                send, 401, "invalid_client", "client_id does not match the Authorization header", challenge=True
+            )
             return
         if not body_ids:
             kept = [(name, value) for name, value in form if name not in ("client_id", "client_secret")]
