@@ -77,11 +77,12 @@ def test_no_module_imports_itself_back_through_any_chain(graph: grimp.ImportGrap
 
 def test_the_cycle_check_finds_a_cycle_when_there_is_one() -> None:
     looped = grimp.build_graph(PACKAGE, cache_dir=None)
-    looped.add_import(importer=f"{PACKAGE}.core.clock", imported=f"{PACKAGE}.web.errors")
+    importer, imported = min(edges(looped))
+    looped.add_import(importer=imported, imported=importer)
     cycle = find_cycle(looped)
     assert cycle is not None
     assert cycle[0] == cycle[-1]
-    assert f"{PACKAGE}.core.clock" in cycle
+    assert {importer, imported} <= set(cycle)
 
 
 def test_no_import_hides_under_type_checking(graph: grimp.ImportGraph) -> None:
