@@ -25,7 +25,7 @@ from typing import TypeGuard
 from mcp.server.auth.provider import construct_redirect_uri
 
 from ..core import audit
-from ..core.errors import UnknownLoginTransaction, UpstreamUnavailable
+from ..core.errors import UnknownLoginTransaction, UpstreamUnavailable, safe_description
 from ..crypto.derivation import mac_b64, mac_hex, matches
 from ..crypto.minting import new_secret_value
 from ..store.records import LoginApproval, LoginTransaction
@@ -80,6 +80,10 @@ def ensure_same_browser(ctx: Context, txn: LoginTransaction, browser: str | None
 
 
 def client_redirect(ctx: Context, txn: LoginTransaction, **params: str | None) -> str:
+    # RFC 6749 §4.1.2.1: the description's character set holds on redirects too (it may name the upstream).
+    description = params.get("error_description")
+    if description is not None:
+        params["error_description"] = safe_description(description)
     # RFC 9207 §2: iss on every authorization response, success or error.
     return construct_redirect_uri(txn.redirect_uri, **params, state=txn.client_state, iss=ctx.issuer)
 
