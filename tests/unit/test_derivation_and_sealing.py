@@ -24,7 +24,7 @@ LABELS: tuple[Label, ...] = get_args(Label)
 def test_every_label_derives_a_different_value_from_the_same_seed_and_input() -> None:
     hex_values = {mac_hex(SEED, label, "client-1", "42") for label in LABELS}
     b64_values = {mac_b64(SEED, label, "client-1", "42") for label in LABELS}
-    assert len(hex_values) == len(LABELS) == 4
+    assert len(hex_values) == len(LABELS) >= 4
     assert len(b64_values) == len(LABELS)
 
 
