@@ -24,6 +24,9 @@ from .redirect_policy import (
 
 logger = logging.getLogger("mcp_oidc_provider")
 
+#: Store URL schemes whose server can hold a rate-limit budget shared by replicas (issue 10).
+SHARED_LIMIT_SCHEMES = frozenset({"redis", "rediss", "valkey", "valkeys"})
+
 
 def _check_base_url(value: str, what: str) -> str:
     parts = urlsplit(value)
@@ -117,6 +120,15 @@ class StaticClient(BaseModel):
     scopes: tuple[str, ...] | None = None
     token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post", "none"] | None = None
     trusted: bool = False
+    #: issue 10: may call /introspect (RFC 7662 §2.1), authenticated with its secret (basic or post).
+    introspection: bool = False
+
+    @model_validator(mode="after")
+    def _introspection_needs_secret(self) -> StaticClient:
+        # RFC 7662 §2.1: the endpoint requires authorization; ours takes the client's secret.
+        if self.introspection and self.client_secret is None:
+            raise ValueError(f"static client {self.client_id!r}: introspection needs a client_secret")
+        return self
 
     @model_validator(mode="after")
     def _auth_method_matches_secret(self) -> StaticClient:
@@ -190,6 +202,22 @@ class ProviderSettings(BaseModel):
     cimd_allow_loopback: bool = False
     #: A CA bundle (PEM path) to verify metadata-document hosts with instead of the system's.
     cimd_ca_bundle: str | None = None
+
+    # issue 10: operations (shared limits, metrics, audit format)
+    #: Where the /register and /authorize rate limit counts: a ``redis://``/``rediss://``/``valkey://``
+    #: URL (usually the store's) shares one budget between replicas; None: per process.
+    rate_limit_storage_url: str | None = None
+    #: Port of the Prometheus metrics endpoint, started by the runnable servers (0: off).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    #: Audit events as JSON lines (one object per event) instead of plain log lines.
+    audit_json: bool = False
+
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _rate_limit_storage_ok(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in SHARED_LIMIT_SCHEMES | {"memory", "disk"}:
+            raise ValueError("rate_limit_storage_url must be a redis, rediss, valkey, memory or disk URL")
+        return value
 
     @field_validator("issuer_url")
     @classmethod

@@ -4,7 +4,7 @@
 Middleware                 What it does                                            Module
 =========================  ======================================================  ===================
 store outage               a refusal caused by a store outage is 503, not 401      :mod:`.outage`
-rate limit                 per-IP budget at /register and /authorize (429)         :mod:`.rate_limit`
+rate limit                 per-IP budget at /register, /authorize (429), shared    :mod:`.rate_limit`
 iss on redirects           RFC 9207 ``iss`` on the SDK's /authorize error redirects :mod:`.issuer_redirects`
 body limit                 bounded bodies at the authorization endpoints (413)     :mod:`.body_limit`
 register body              /register body must be a JSON object (RFC 7591)         :mod:`.register_body`
@@ -42,5 +42,11 @@ def protect(app: ASGIApp, settings: ProviderSettings, issuer: str, metadata: dic
     app = BodyLimitMiddleware(app, settings.max_body_bytes)
     app = IssuerOnRedirectsMiddleware(app, issuer)
     if settings.rate_limit_per_minute:
-        app = RateLimitMiddleware(app, settings.rate_limit_per_minute, settings.trust_forwarded_for)
+        app = RateLimitMiddleware(
+            app,
+            settings.rate_limit_per_minute,
+            settings.trust_forwarded_for,
+            storage_url=settings.rate_limit_storage_url,
+            issuer=issuer,
+        )
     return StoreOutageMiddleware(app)

@@ -1,26 +1,48 @@
 """Per-client-IP rate limit on ``/register`` and ``/authorize`` (registration flooding, login spam).
 
 Over the limit: ``429`` with ``Retry-After`` (RFC 6585 §4) and the OAuth code
-``temporarily_unavailable`` (RFC 6749 §4.1.2.1). The count is per process.
+``temporarily_unavailable`` (RFC 6749 §4.1.2.1).
+
+Where the count lives (``rate_limit_storage_url``): on Redis/Valkey every replica shares one
+budget per client IP (PyPI ``limits``, moving window, keys namespaced by our issuer); otherwise
+(None, ``memory://``, ``disk://``) each process counts alone.
+
+When Redis cannot answer, the shared limiter fails OPEN (the request goes on, a warning is
+logged at most once a minute). The limit is a brake on registration flooding and login spam,
+not an access control: every request it lets through is still fully checked, and the login
+itself needs the store, which answers 503 on its own when it shares that Redis. Failing closed
+would turn a limiter outage into a login outage for everyone.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
 from collections import deque
+from typing import Protocol
+from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..core import audit
+from ..core.settings import SHARED_LIMIT_SCHEMES
 from .errors import send_error
+
+logger = logging.getLogger("mcp_oidc_provider.rate_limit")
 
 RATE_LIMITED_PATHS = frozenset({"/register", "/authorize"})
 WINDOW_SECONDS = 60.0
 MAX_TRACKED_CLIENTS = 10_000
 
 
+class Limiter(Protocol):
+    async def check(self, client: str) -> float | None:
+        """None if allowed (and counted); else seconds until the next event would be."""
+
+
 class SlidingWindowLimiter:
-    """At most ``limit`` events per client in any ``WINDOW_SECONDS``."""
+    """At most ``limit`` events per client in any ``WINDOW_SECONDS``, in this process."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -40,6 +62,57 @@ class SlidingWindowLimiter:
         events.append(now)
         return None
 
+    async def check(self, client: str) -> float | None:
+        return self.allow(client, time.monotonic())
+
+
+class SharedLimiter:
+    """At most ``limit`` events per client in any ``WINDOW_SECONDS``, counted on Redis/Valkey
+    for every process that shares the URL and the issuer."""
+
+    def __init__(self, limit: int, url: str, namespace: str) -> None:
+        from limits import RateLimitItemPerMinute
+        from limits.aio.storage import RedisStorage
+        from limits.aio.strategies import MovingWindowRateLimiter
+
+        parts = urlsplit(url)
+        # Valkey speaks the Redis protocol: one client library (redis-py, already ours) for both.
+        scheme = {"valkey": "redis", "valkeys": "rediss"}.get(parts.scheme, parts.scheme)
+        self._item = RateLimitItemPerMinute(limit)
+        self._storage = RedisStorage(
+            f"async+{scheme}://{parts.netloc}{parts.path}" + (f"?{parts.query}" if parts.query else ""),
+            implementation="redispy",
+            key_prefix="mcp-oidc-limits",
+            wrap_exceptions=True,
+            # A limiter that waits on a dead Redis would stall the request it should let through.
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+        )
+        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._namespace = namespace
+        self._last_warning = -WINDOW_SECONDS
+
+    async def check(self, client: str) -> float | None:
+        try:
+            if await self._limiter.hit(self._item, self._namespace, client):
+                return None
+            stats = await self._limiter.get_window_stats(self._item, self._namespace, client)
+            return max(1.0, stats.reset_time - time.time())
+        except Exception as exc:
+            now = time.monotonic()
+            if now - self._last_warning >= WINDOW_SECONDS:
+                self._last_warning = now
+                logger.warning("rate limit storage unreachable, not limiting (fail open): %s", type(exc).__name__)
+            return None
+
+
+def build_limiter(limit: int, storage_url: str | None, issuer: str) -> Limiter:
+    """Shared on Redis/Valkey, per process otherwise."""
+    if storage_url is not None and urlsplit(storage_url).scheme in SHARED_LIMIT_SCHEMES:
+        # Deployments sharing one Redis keep separate budgets: the issuer names ours.
+        return SharedLimiter(limit, storage_url, hashlib.sha256(issuer.encode()).hexdigest()[:16])
+    return SlidingWindowLimiter(limit)
+
 
 def client_ip(scope: Scope, trust_forwarded_for: bool) -> str:
     if trust_forwarded_for:
@@ -53,14 +126,22 @@ def client_ip(scope: Scope, trust_forwarded_for: bool) -> str:
 
 
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, limit_per_minute: int, trust_forwarded_for: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit_per_minute: int,
+        trust_forwarded_for: bool,
+        *,
+        storage_url: str | None = None,
+        issuer: str = "",
+    ) -> None:
         self.app = app
-        self.limiter = SlidingWindowLimiter(limit_per_minute)
+        self.limiter = build_limiter(limit_per_minute, storage_url, issuer)
         self.trust_forwarded_for = trust_forwarded_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("path", "") in RATE_LIMITED_PATHS:
-            wait = self.limiter.allow(client_ip(scope, self.trust_forwarded_for), time.monotonic())
+            wait = await self.limiter.check(client_ip(scope, self.trust_forwarded_for))
             if wait is not None:
                 audit.emit("rate_limit.exceeded", reason=scope.get("path", ""))
                 await send_error(
