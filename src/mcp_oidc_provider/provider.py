@@ -51,6 +51,7 @@ from .store.signing_keys import load_signing_keys
 from .upstream.presets import build_upstream
 from .upstream.protocol import UpstreamProvider
 from .upstream.vault import UpstreamTokenService
+from .web.introspection_route import IntrospectingRoutes, introspection_metadata
 from .web.protection import protect
 from .web.routes import ProviderRoutes
 
@@ -74,6 +75,7 @@ def authorization_server_metadata(sdk: dict[str, Any], settings: ProviderSetting
     document["client_id_metadata_document_supported"] = settings.client_id_metadata_documents
     if not settings.dynamic_registration:
         document.pop("registration_endpoint", None)
+    document.update(introspection_metadata(issuer))  # RFC 8414 §2 / RFC 7662 (issue 10)
     return document
 
 
@@ -222,7 +224,7 @@ class OIDCProvider:
     def routes(self) -> ProviderRoutes:
         """Our endpoints, for a server that builds its own route list (the standalone server)."""
         self._installed = True
-        return ProviderRoutes(
+        return IntrospectingRoutes(  # ProviderRoutes plus /introspect (issue 10)
             self.context,
             callback_path=self.settings.callback_path,
             issuer=self.issuer,

@@ -36,6 +36,8 @@ Event = Literal[
     "cimd.refused",
     # issue 8 §2
     "login.unapproved",
+    # issue 10
+    "introspection.refused",
 ]
 
 SAFE_FIELDS = frozenset({"client_id", "grant_id", "subject", "error", "reason", "resource"})
