@@ -79,10 +79,8 @@ async def test_a_token_revoked_at_the_revocation_endpoint_is_inactive(idp: Hosti
     async with server_for(idp) as server:
         client, tokens = await server.warm_login()
         assert (await introspect(server, tokens["access_token"])).json()["active"] is True
-        revoked = await server.http.post(
-            server.base + "/revoke",
-            data={"token": tokens["access_token"], "client_id": client.client_id, "client_secret": client.client_secret},
-        )
+        form = {"token": tokens["access_token"], "client_id": client.client_id, "client_secret": client.client_secret}
+        revoked = await server.http.post(server.base + "/revoke", data=form)
         assert revoked.status_code == 200, revoked.text
         access = await introspect(server, tokens["access_token"])
         refresh = await introspect(server, tokens["refresh_token"], token_type_hint="refresh_token")
