@@ -68,9 +68,7 @@ async def test_a_live_access_token_is_active_with_its_scope_client_subject_audie
 async def test_client_secret_post_works_as_well_as_basic(idp: HostileIdP) -> None:
     async with server_for(idp) as server:
         _, tokens = await server.warm_login()
-        response = await introspect(
-            server, tokens["access_token"], auth=None, client_id=RS_ID, client_secret=RS_SECRET
-        )
+        response = await introspect(server, tokens["access_token"], auth=None, client_id=RS_ID, client_secret=RS_SECRET)
     assert response.status_code == 200
     assert response.json()["active"] is True
 
