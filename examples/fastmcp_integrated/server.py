@@ -23,6 +23,7 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp_oidc_provider import OIDCProvider, ProviderSettings, store_from_url
 from mcp_oidc_provider.run.env import EnvConfig
 from mcp_oidc_provider.run.launch import run_from_env, transport_security
+from mcp_oidc_provider.web.metrics import apply_operations_settings
 
 
 def whoami() -> str:
@@ -76,6 +77,7 @@ async def serve(config: EnvConfig, settings: ProviderSettings) -> None:
         encryption_keys=config.encryption_keys,
     )
     await provider.start()
+    apply_operations_settings(settings, config.host)  # metrics_port, audit_json (issue 10)
     app = build_app(provider, config)
     print(f"MCP server with login: {config.base_url}/mcp", flush=True)
     print(f"  connect a client:   python examples/client.py {config.base_url}/mcp", flush=True)

@@ -46,6 +46,7 @@ from .core.settings import ProviderSettings
 from .crypto.sealing import Sealer
 from .flows import authorize, grants, registration, revocation
 from .flows.context import Context
+from .store.instrumented import InstrumentedStore
 from .store.repository import Repository
 from .store.signing_keys import load_signing_keys
 from .upstream.presets import build_upstream
@@ -117,6 +118,7 @@ class OIDCProvider:
 
             logger.warning("no store given: using an in-memory store; logins end when the process does")
             store = MemoryStore()
+        store = InstrumentedStore(store) if settings.metrics_port else store  # issue 10: store metrics
         self._sealer = Sealer.from_text(encryption_keys) if encryption_keys else None
         self.settings = settings
         self._store = store
