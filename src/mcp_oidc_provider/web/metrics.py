@@ -43,6 +43,7 @@ REFUSAL_EVENTS = frozenset(
         "rate_limit.exceeded",
         "login.other_browser",
         "login.unknown_state",
+        "login.unapproved",
         "upstream.login_failed",
         "upstream.unreachable",
         "code.replayed",
