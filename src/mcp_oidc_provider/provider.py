@@ -52,7 +52,7 @@ from .store.signing_keys import load_signing_keys
 from .upstream.presets import build_upstream
 from .upstream.protocol import UpstreamProvider
 from .upstream.vault import UpstreamTokenService
-from .web.introspection_route import IntrospectingRoutes, introspection_metadata
+from .web.introspection_route import introspection_metadata
 from .web.protection import protect
 from .web.routes import ProviderRoutes
 
@@ -226,7 +226,7 @@ class OIDCProvider:
     def routes(self) -> ProviderRoutes:
         """Our endpoints, for a server that builds its own route list (the standalone server)."""
         self._installed = True
-        return IntrospectingRoutes(  # ProviderRoutes plus /introspect (issue 10)
+        return ProviderRoutes(
             self.context,
             callback_path=self.settings.callback_path,
             issuer=self.issuer,

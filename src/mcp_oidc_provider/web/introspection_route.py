@@ -7,11 +7,9 @@ credentials of a client allowed to introspect the answer is ``401 invalid_client
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from collections.abc import Awaitable, Callable
-from urllib.parse import parse_qsl, unquote_plus
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -21,9 +19,9 @@ from ..core import audit
 from ..flows.context import Context
 from ..flows.introspection import ClientCredentials, authenticate_introspector, introspect
 from ..store.failures import is_store_failure
+from .basic_client_id import MalformedBasicCredentials, basic_credentials
 from .errors import error_response
 from .headers import NO_STORE
-from .routes import ProviderRoutes
 
 logger = logging.getLogger("mcp_oidc_provider.introspection")
 
@@ -74,16 +72,11 @@ def _credentials(request: Request, form: dict[str, str]) -> ClientCredentials | 
         # RFC 6749 §2.3: a client MUST NOT use more than one authentication method per request.
         raise _Refused(400, "invalid_request", "Use one client authentication method")
     if header is not None:
-        scheme, _, encoded = header.partition(" ")
-        if scheme.lower() != "basic":
-            return None
         try:
-            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+            basic = basic_credentials(list(request.headers.raw))
+        except MalformedBasicCredentials:
             return None
-        client_id, sep, secret = decoded.partition(":")
-        # RFC 6749 §2.3.1: both are form-urlencoded before Basic encoding.
-        return ClientCredentials(unquote_plus(client_id), unquote_plus(secret)) if sep else None
+        return ClientCredentials(*basic) if basic is not None else None
     if posted and "client_id" in form:
         return ClientCredentials(form["client_id"], form["client_secret"])
     return None
@@ -119,10 +112,3 @@ def introspection_route(context: Callable[[], Awaitable[Context]]) -> Route:
         return JSONResponse(answer, headers=NO_STORE)
 
     return Route(INTROSPECTION_PATH, endpoint, methods=["POST"])
-
-
-class IntrospectingRoutes(ProviderRoutes):
-    """:class:`ProviderRoutes` plus ``/introspect`` (RFC 7662)."""
-
-    def routes(self) -> list[Route]:
-        return [*super().routes(), introspection_route(self.context)]

@@ -9,6 +9,7 @@ Path                                Method  Purpose
 ``/.well-known/openid-configuration`` GET   OIDC Discovery 1.0 §3, same endpoints as RFC 8414
 ``/jwks``                           GET     our public signing keys (RFC 7517)
 ``/health``                         GET     liveness plus a store round trip
+``/introspect``                     POST    RFC 7662 token introspection (:mod:`.introspection_route`)
 ==================================  ======  ==============================================
 
 The SDK serves ``/.well-known/oauth-authorization-server``, ``/authorize``, ``/token``,
@@ -32,6 +33,7 @@ from ..flows.context import Context
 from .consent_page import SECURITY_HEADERS, consent_headers, render_page
 from .errors import error_response
 from .headers import NO_STORE
+from .introspection_route import introspection_route
 
 logger = logging.getLogger("mcp_oidc_provider.routes")
 
@@ -68,6 +70,7 @@ class ProviderRoutes:
             Route(OIDC_DISCOVERY_PATH, self.openid_configuration, methods=["GET"]),
             Route(JWKS_PATH, self.jwks, methods=["GET"]),
             Route(HEALTH_PATH, self.health, methods=["GET"]),
+            introspection_route(self.context),
         ]
 
     def install(self, server: Any) -> None:
