@@ -94,8 +94,6 @@ class UpstreamClient:
             raise UpstreamUnavailable("The identity provider could not be reached") from exc
         except (OAuthError, OAuth2Error, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
             logger.warning("upstream token endpoint refused the code: %s", type(exc).__name__)
-            if _is_outage(exc):
-                raise UpstreamUnavailable("The identity provider is temporarily unavailable") from exc
             raise UpstreamError("The identity provider refused to complete the login") from exc
         return dict(token)
 
