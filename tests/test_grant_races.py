@@ -42,7 +42,7 @@ from mcp_oidc_provider.upstream.vault import UpstreamTokenService
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
 SERVER = Path(__file__).resolve().parent / "support" / "lifecycle_server.py"
-TRIALS = 60
+TRIALS = 50
 RACERS = 6  # concurrent refreshers (or redeemers) per trial, split between the two processes
 SLOW_REFRESH_SECONDS = 2.0
 
@@ -217,14 +217,14 @@ REFRESHES_DURING_RACES: dict[str, int] = {}
 
 async def race(d: Deployment, grant_id: str, start_token: str, strike: Any, name: str) -> bool:
     """RACERS refresh loops on ``start_token`` across both processes, and ``strike`` (the
-    revocation) after a random 0-30 ms; True if the grant survived."""
+    revocation) after a random 0-150 ms; True if the grant survived."""
     seen = [start_token]
     async with anyio.create_task_group() as tg:
         for i in range(RACERS):
             tg.start_soon(refresh_loop, d, i, start_token, seen)
 
         async def delayed() -> None:
-            await anyio.sleep(random.uniform(0, 0.03))
+            await anyio.sleep(random.uniform(0, 0.15))
             await strike()
 
         tg.start_soon(delayed)
@@ -232,8 +232,8 @@ async def race(d: Deployment, grant_id: str, start_token: str, strike: Any, name
     return await d.survived(grant_id, seen[-RACERS:])
 
 
-def report(name: str, trials: int, survivors: int, extra: str = "") -> None:
-    print(f"\n[issue 8 §1] {name}: {trials} trials, {RACERS} racers each, {survivors} grants survived {extra}")
+def report(name: str, trials: int, survivors: int, extra: str = "", racers: int = RACERS) -> None:
+    print(f"\n[issue 8 §1] {name}: {trials} trials, {racers} racers each, {survivors} grants survived {extra}")
 
 
 async def test_concurrent_refreshers_in_two_processes_never_outlive_a_revoke_at_the_revocation_endpoint(
@@ -361,7 +361,7 @@ async def test_a_refresh_whose_upstream_session_check_takes_seconds_never_resurr
     finally:
         d.idp.refresh_delay = 0.0
     resurrected = sum(alive for _, alive in outcomes)
-    report("slow upstream re-check at /token vs /revoke", trials, resurrected)
+    report("slow upstream re-check at /token vs /revoke", trials, resurrected, racers=1)
     assert resurrected == 0
     assert {status for status, _ in outcomes} == {400}
 
@@ -405,6 +405,6 @@ async def test_a_tool_refreshing_upstream_tokens_for_seconds_never_resurrects_a_
         d.idp.refresh_delay = 0.0
         await client.aclose()
     resurrected = sum(alive for _, alive in results)
-    report("slow upstream refresh in the vault vs /revoke", trials, resurrected)
+    report("slow upstream refresh in the vault vs /revoke", trials, resurrected, racers=1)
     assert resurrected == 0
     assert all(tokens is None for tokens, _ in results)  # nothing handed to the tool after revocation
