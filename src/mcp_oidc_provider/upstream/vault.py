@@ -112,6 +112,7 @@ class UpstreamTokenService:
         retries: int = UPSTREAM_RETRIES,
         backoff: float = UPSTREAM_RETRY_BACKOFF,
         tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL,
+        lock_seconds: float | None = None,
     ) -> None:
         self._repo = repo
         self._upstream = upstream
@@ -122,7 +123,7 @@ class UpstreamTokenService:
         self._tombstone_ttl = tombstone_ttl
         timeout = float(upstream.settings.timeout_seconds) if upstream is not None else 10.0
         #: A lock holder's deadline: every attempt at the upstream timeout, with backoff, and slack.
-        self.lock_seconds: float = (retries + 1) * timeout + 2 * backoff * (2**retries) + 5
+        self.lock_seconds: float = lock_seconds or (retries + 1) * timeout + 2 * backoff * (2**retries) + 5
 
     async def tokens_for(self, access: FederatedAccessToken) -> UpstreamTokens | None:
         found = await self._repo.load_grant_and_upstream(access.grant_id)
