@@ -131,6 +131,7 @@ async def test_a_user_disabled_at_the_idp_loses_access_at_token_and_at_mcp_withi
             mcp = await server.mcp(first.json()["access_token"])
             ended_after = time.monotonic() - disabled_at
         last_idp_call = idp.token_log()[-1]
+    print(f"\n[issue 8 §3] access ended {ended_after:.2f} s after the IdP disabled the user (interval {RECHECK} s)")
     assert mcp.status_code == 401
     assert ended_after < RECHECK + 2
     assert last_idp_call["detail"] == "refresh token invalid (referenced account not found)"
