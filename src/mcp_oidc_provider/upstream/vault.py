@@ -218,6 +218,10 @@ class UpstreamTokenService:
         assert self._upstream is not None and grant.upstream is not None and grant.upstream.refresh_token
         deadline = self._clock.now() + self.lock_seconds
         await self._repo.put_upstream_lease(grant.grant_id, stored.generation, attempt, deadline)
+        if attempt:  # taking over: the presumed-dead holder may have finished after all
+            latest = await self._repo.load_upstream(grant.grant_id)
+            if latest is not None and latest[1].generation != stored.generation:
+                return RefreshOutcome("refreshed", latest[0])
         current = grant.upstream
         for retry in range(self._retries + 1):
             try:
