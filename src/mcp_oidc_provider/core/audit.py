@@ -33,6 +33,9 @@ Event = Literal[
     "refresh_token.concurrent_reuse",
     "grant.revoked",
     "resource.refused",
+    "cimd.refused",
+    # issue 8 §2
+    "login.unapproved",
     # issue 8 §1, §3 / issue 11 item 3
     "upstream.session_ended",
     "upstream.recheck_failed",

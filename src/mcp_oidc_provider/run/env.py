@@ -17,6 +17,10 @@ Variable                   Meaning                                              
 ``SECRET_KEY``             seed for client secrets, cookies (base64url, 32+ B)    kept in the store
 ``ENCRYPTION_KEYS``        Fernet keys sealing upstream tokens and claims         derived from the seed
 ``RESOURCE_URLS``          comma-separated MCP server URLs tokens are for         ``BASE_URL/mcp``
+``UPSTREAM_PRESET``        ``oidc`` ``auth0`` ``okta`` ``keycloak`` ``entra``     ``oidc``
+                           ``google`` ``clerk`` ``github`` (docs/IDPS.md)
+``UPSTREAM_AUDIENCE``      Auth0: the API identifier (``audience``)               (none)
+``UPSTREAM_ALLOWED_TENANTS`` Entra: comma-separated tenant ids allowed to log in  (any tenant)
 =========================  =====================================================  ======================
 """
 
@@ -25,12 +29,13 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import SecretStr
 
 from ..core.errors import ConfigurationError
+from ..core.presets import PRESETS
 from ..core.settings import ProviderSettings, UpstreamSettings
 from ..crypto.keys import parse_jwks_json
 
@@ -50,6 +55,8 @@ class EnvConfig:
     secret_key: bytes | None
     jwks: dict[str, Any] | None = None
     encryption_keys: str | None = None
+    #: issue 11: preset, audience, allowed_tenants for UpstreamSettings.
+    upstream_options: Mapping[str, Any] = field(default_factory=dict)
 
     def provider_settings(self, upstream_issuer: str, client_id: str, client_secret: str | None) -> ProviderSettings:
         try:
@@ -59,6 +66,7 @@ class EnvConfig:
                 client_secret=SecretStr(client_secret) if client_secret is not None else None,
                 scopes=self.upstream_scopes,
                 token_endpoint_auth_method=self.upstream_auth_method,  # type: ignore[arg-type]
+                **self.upstream_options,
             )
             return ProviderSettings(issuer_url=self.base_url, resource_urls=self.resource_urls, upstream=upstream)
         except ValueError as exc:
@@ -89,7 +97,9 @@ def load_env_config(environ: Mapping[str, str] | None = None, *, default_port: i
     url_host = f"[{host}]" if ":" in host else host
     base_url = env.get("BASE_URL") or f"http://{url_host}:{port}"
     base_url = base_url.rstrip("/")
-    issuer = env.get("UPSTREAM_ISSUER") or None
+    options = upstream_options_from_env(env)
+    preset = PRESETS[options.get("preset", "oidc")]
+    issuer = env.get("UPSTREAM_ISSUER") or preset.issuer
     client_id = env.get("UPSTREAM_CLIENT_ID") or None
     if issuer and not client_id:
         raise ConfigurationError("UPSTREAM_CLIENT_ID is required when UPSTREAM_ISSUER is set")
@@ -103,7 +113,7 @@ def load_env_config(environ: Mapping[str, str] | None = None, *, default_port: i
         upstream_issuer=issuer,
         upstream_client_id=client_id,
         upstream_client_secret=env.get("UPSTREAM_CLIENT_SECRET") or None,
-        upstream_scopes=tuple(env.get("UPSTREAM_SCOPES", "openid email profile").split()),
+        upstream_scopes=tuple(env.get("UPSTREAM_SCOPES", " ".join(preset.scopes)).split()),
         upstream_auth_method=env.get(
             "UPSTREAM_AUTH_METHOD", "client_secret_basic" if env.get("UPSTREAM_CLIENT_SECRET") else "none"
         ),
@@ -111,4 +121,26 @@ def load_env_config(environ: Mapping[str, str] | None = None, *, default_port: i
         secret_key=secret_key,
         jwks=parse_jwks_json(env["JWKS"]) if env.get("JWKS") else None,
         encryption_keys=env.get("ENCRYPTION_KEYS") or None,
+        upstream_options=options,
     )
+
+
+def upstream_options_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """issue 11: ``UPSTREAM_PRESET``, ``UPSTREAM_AUDIENCE``, ``UPSTREAM_ALLOWED_TENANTS``."""
+    options: dict[str, Any] = {}
+    preset = env.get("UPSTREAM_PRESET") or "oidc"
+    if preset not in PRESETS:
+        raise ConfigurationError(f"UPSTREAM_PRESET must be one of {', '.join(PRESETS)}, got {preset!r}")
+    if preset != "oidc":
+        options["preset"] = preset
+    if env.get("UPSTREAM_AUDIENCE"):
+        options["audience"] = env["UPSTREAM_AUDIENCE"]
+    tenants = tuple(t.strip() for t in env.get("UPSTREAM_ALLOWED_TENANTS", "").split(",") if t.strip())
+    if tenants:
+        options["allowed_tenants"] = tenants
+    return options
+
+
+def environment_with(overrides: Mapping[str, str]) -> dict[str, str]:
+    """The process environment with some variables replaced (command-line options)."""
+    return {**os.environ, **overrides}

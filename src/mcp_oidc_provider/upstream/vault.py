@@ -52,7 +52,8 @@ from ..core.errors import (
 from ..core.models import FederatedAccessToken, UpstreamTokens, UpstreamTokenSource
 from ..store.records import GrantRecord, StoredUpstream
 from ..store.repository import UPSTREAM_LOCK_ATTEMPTS, Repository
-from .client import UpstreamClient, tokens_from_response
+from .client import tokens_from_response
+from .protocol import UpstreamProvider
 
 logger = logging.getLogger("mcp_oidc_provider.upstream")
 
@@ -105,7 +106,7 @@ class UpstreamTokenService:
     def __init__(
         self,
         repo: Repository,
-        upstream: UpstreamClient | None,
+        upstream: UpstreamProvider | None,
         clock: Clock,
         *,
         refresh_margin: float = UPSTREAM_REFRESH_MARGIN,
@@ -121,7 +122,8 @@ class UpstreamTokenService:
         self._retries = retries
         self._backoff = backoff
         self._tombstone_ttl = tombstone_ttl
-        timeout = float(upstream.settings.timeout_seconds) if upstream is not None else 10.0
+        # An UpstreamProvider need not have settings (a custom one); OIDC and GitHub clients do.
+        timeout = float(getattr(getattr(upstream, "settings", None), "timeout_seconds", 10.0))
         #: A lock holder's deadline: every attempt at the upstream timeout, with backoff, and slack.
         self.lock_seconds: float = lock_seconds or (retries + 1) * timeout + 2 * backoff * (2**retries) + 5
 
