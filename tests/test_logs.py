@@ -249,9 +249,9 @@ class Driver:
         """The upstream tokens kept with the grant (read from the store, as tools would get them)."""
         assert self.h.provider is not None
         ctx = await self.h.provider.context()
-        grant = await ctx.repo.load_grant(str(claims_of(access_token)["gid"]))
-        if grant is not None and grant.upstream is not None:
-            up = grant.upstream
+        found = await ctx.repo.load_grant_and_upstream(str(claims_of(access_token)["gid"]))
+        if found is not None and found[0].upstream is not None:
+            up = found[0].upstream
             self.found.add("upstream token", up.access_token, up.refresh_token, up.id_token)
 
     async def browse(
@@ -397,8 +397,10 @@ async def dev_idp_paths(h: Harness, found: Secrets, statuses: dict[str, Any]) ->
         forged_payload = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode().rstrip("=")
         id_token_like = ctx.keys.sign({**live_claims, "exp": now + 600}, "JWT")
         found.add("minted token", id_token_like)
-        grant = await ctx.repo.load_grant(live_claims["gid"])
-        assert grant is not None and grant.upstream is not None
+        found_grant = await ctx.repo.load_grant_and_upstream(live_claims["gid"])
+        assert found_grant is not None and found_grant[0].upstream is not None
+        grant = found_grant[0]
+        assert grant.upstream is not None
         bad_bearers = {
             "garbage": secrets.token_urlsafe(40),
             "alg_none": f"eyJhbGciOiJub25lIn0.{payload}.",

@@ -20,7 +20,7 @@ from support.harness import Harness, integrated_server, pkce
 from support.net import free_port
 from support.strict_idp import StrictIdP, pkce_pair, run_strict_idp
 
-from mcp_oidc_provider import get_upstream_tokens
+from mcp_oidc_provider import UpstreamSessionEnded, get_upstream_tokens
 
 
 def query_of(url: str) -> dict[str, str]:
@@ -254,8 +254,7 @@ async def test_replaying_a_refresh_token_we_rotated_away_makes_the_strict_idp_en
             assert (stolen.status_code, stolen.json()["error"]) == (400, "invalid_grant")
             assert idp.token_log()[-1]["detail"] == "refresh token already used"
 
-            # Our next refresh (with R2) is refused: the whole upstream grant is gone. (What our
-            # side does with that refusal is the xfail test at the end of this file.)
+            # Our next refresh (with R2) is refused: the whole upstream grant is gone, and so is ours.
             await _attempt(server.provider.upstream_tokens_for(access))
         assert idp.token_log()[-1]["error"] == "invalid_grant"
         assert idp.token_log()[-1]["detail"] == "refresh token not found"
@@ -279,14 +278,14 @@ async def test_a_user_disabled_at_the_strict_idp_gets_invalid_grant_for_our_upst
             "detail": "refresh token invalid (referenced account not found)",
         }
     ]
-    # Today the tool fails ("Error executing tool", the xfail below) and our access token keeps
-    # working at /mcp (200): ending access is issue 8 §3. Whatever the outcome, no secret leaks.
-    assert mcp.status_code in (200, 401)
+    # The tool got UpstreamSessionEnded (this test tool does not catch it) and the grant is revoked,
+    # so our access token is refused at /mcp (issue 8 §3). No secret leaks.
+    assert mcp.status_code == 401
     assert tokens["access_token"] not in text and "refresh" not in text.lower()
     assert is_error or json.loads(text)["status"] == 401
 
 
-async def test_an_upstream_invalid_grant_does_not_escape_from_upstream_tokens_for_as_an_exception() -> None:
+async def test_an_upstream_invalid_grant_reaches_the_tool_as_a_typed_session_ended_error() -> None:
     with run_strict_idp(access_ttl=5) as idp:
         async with integrated_server(idp.issuer, client_id=idp.client_id, client_secret=idp.client_secret) as server:
             assert server.provider is not None
@@ -294,9 +293,10 @@ async def test_an_upstream_invalid_grant_does_not_escape_from_upstream_tokens_fo
             access = await server.provider.load_access_token(tokens["access_token"])
             assert access is not None
             idp.disable_user("dave")
-            await server.provider.upstream_tokens_for(access)
+            with pytest.raises(UpstreamSessionEnded):
+                await server.provider.upstream_tokens_for(access)
 
 
 async def _attempt(awaitable: Any) -> None:
-    with contextlib.suppress(Exception):  # today an authlib OAuthError escapes (xfail above)
+    with contextlib.suppress(UpstreamSessionEnded):  # the IdP ended the grant
         await awaitable

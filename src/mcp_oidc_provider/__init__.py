@@ -2,7 +2,7 @@
 
 from .core.claims import default_claims_mapper
 from .core.clock import Clock, FrozenClock, SystemClock
-from .core.errors import ConfigurationError, OIDCProviderError
+from .core.errors import ConfigurationError, OIDCProviderError, UpstreamSessionEnded, UpstreamTemporarilyUnavailable
 from .core.models import FederatedAccessToken, UpstreamTokens
 from .core.settings import ProviderSettings, StaticClient, UpstreamSettings
 from .crypto.keys import generate_jwks
@@ -24,7 +24,9 @@ __all__ = [
     "StaticClient",
     "StoreOutageMiddleware",
     "SystemClock",
+    "UpstreamSessionEnded",
     "UpstreamSettings",
+    "UpstreamTemporarilyUnavailable",
     "UpstreamTokens",
     "default_claims_mapper",
     "generate_jwks",

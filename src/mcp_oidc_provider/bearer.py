@@ -41,7 +41,9 @@ def check_access_token_claims(claims: dict[str, object], issuer: str, audiences:
 
 
 async def access_token_from_claims(repo: Repository, token: str, claims: dict[str, Any]) -> FederatedAccessToken | None:
-    """The SDK's view of a verified token, if its grant is still live (RFC 7009 §2)."""
+    """The SDK's view of a verified token, if its grant is still live (RFC 7009 §2): present,
+    not expired and not tombstoned (:meth:`.store.repository.Repository.load_grant`), so a
+    revocation is seen by both verifiers on the next request."""
     grant = await repo.load_grant(str(claims["gid"]))
     if grant is None or grant.client_id != claims["client_id"]:
         return None

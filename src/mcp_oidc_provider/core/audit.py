@@ -38,6 +38,11 @@ Event = Literal[
     "login.unapproved",
     # issue 10
     "introspection.refused",
+    # issue 8 §1, §3 / issue 11 item 3
+    "upstream.session_ended",
+    "upstream.recheck_failed",
+    "refresh.rate_limited",
+    "grant.write_undone",
 ]
 
 SAFE_FIELDS = frozenset({"client_id", "grant_id", "subject", "error", "reason", "resource"})

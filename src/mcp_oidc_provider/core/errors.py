@@ -11,6 +11,9 @@
     ├── UnknownLoginTransaction            invalid_request      (no client to redirect to)
     └── UpstreamError                      server_error         the IdP answered wrongly
         ├── UpstreamUnavailable            temporarily_unavailable (IdP unreachable)
+        │   └── UpstreamTemporarilyUnavailable   for tools: retried, still failing
+        ├── UpstreamGrantInvalid           the IdP answered invalid_grant on refresh
+        ├── UpstreamSessionEnded           for tools: the user's IdP session ended, grant revoked
         └── UpstreamIdTokenInvalid         server_error         OIDC Core §3.1.3.7 failed
 
 Descriptions are written for the end user and never carry a token, code, secret or e-mail:
@@ -88,6 +91,24 @@ class UpstreamUnavailable(UpstreamError):
 
 class UpstreamIdTokenInvalid(UpstreamError):
     code: AuthorizeErrorCode = "server_error"
+
+
+# issue 8 §3 / issue 11 item 3
+
+
+class UpstreamGrantInvalid(UpstreamError):
+    """The IdP refused our upstream refresh token with ``invalid_grant`` (RFC 6749 §5.2): the
+    user's session there ended (user disabled, consent withdrawn, token revoked)."""
+
+
+class UpstreamSessionEnded(UpstreamError):
+    """For tools: the user's session at the identity provider has ended and the grant was
+    revoked; the user must sign in again."""
+
+
+class UpstreamTemporarilyUnavailable(UpstreamUnavailable):
+    """For tools: fresh upstream tokens are needed but the identity provider did not answer
+    after retries; try again later (the grant is kept)."""
 
 
 def _sdk_supports_invalid_target() -> bool:

@@ -219,6 +219,27 @@ class ProviderSettings(BaseModel):
             raise ValueError("rate_limit_storage_url must be a redis, rediss, valkey, memory or disk URL")
         return value
 
+    # --- issue 8 §1, §3 and issue 11 item 3: grant life cycle -----------------------------------
+    #: Absolute lifetime of a grant from the user's login: refresh never extends it.
+    grant_max_lifetime: int = Field(default=30 * 86400, ge=60)
+    #: When the grant holds an upstream refresh token, our refresh grant re-checks the user's
+    #: session at the IdP (by refreshing upstream) at most this often; ``invalid_grant`` there
+    #: revokes the grant.
+    upstream_recheck_seconds: int = Field(default=3600, ge=1)
+    #: Fail-open window: while the IdP is unreachable, our refresh keeps working for this long
+    #: past a due re-check; after it, our refresh is refused (``invalid_grant``, the grant is kept
+    #: and the refresh token not consumed) until the IdP answers again.
+    upstream_outage_grace_seconds: int = Field(default=4 * 3600, ge=0)
+    #: Refreshes per minute per grant (per process); further ones are refused without consuming
+    #: the refresh token. 0: no limit.
+    refresh_rate_limit_per_minute: int = Field(default=30, ge=0)
+
+    @property
+    def tombstone_ttl(self) -> int:
+        """How long a revocation is remembered: past every token of the grant (refresh tokens
+        live at most ``max(refresh_token_ttl, grant_max_lifetime)``, access tokens one day)."""
+        return max(self.refresh_token_ttl, self.grant_max_lifetime) + 86400 + 3600
+
     @field_validator("issuer_url")
     @classmethod
     def _issuer_ok(cls, value: str) -> str:

@@ -46,7 +46,13 @@ class LoginTransaction(Record):
 
 
 class GrantRecord(Record):
-    """What a user allowed a client: every code, access and refresh token carries its id."""
+    """What a user allowed a client: every code, access and refresh token carries its id.
+
+    In the store it is two records (issue 8 §1): the immutable grant (:class:`StoredGrant`,
+    written when the login completes and once more when its code is redeemed, never by a
+    refresh) and its upstream tokens (:class:`StoredUpstream`, rewritten by each upstream
+    refresh). ``upstream`` is filled only by :meth:`.Repository.load_grant_and_upstream`.
+    """
 
     grant_id: str
     client_id: str
@@ -56,10 +62,13 @@ class GrantRecord(Record):
     claims: dict[str, Any] = Field(default_factory=dict)
     upstream: UpstreamTokens | None = None
     created_at: float
+    #: Absolute end of the grant (``created_at + grant_max_lifetime``); set when its code is
+    #: redeemed, never moved by a refresh.
+    expires_at: float | None = None
 
 
 class StoredGrant(Record):
-    """A grant as it lies in the store: the personal and upstream parts sealed."""
+    """A grant as it lies in the store: the personal part (claims) sealed. Immutable."""
 
     grant_id: str
     client_id: str
@@ -67,12 +76,43 @@ class StoredGrant(Record):
     scopes: list[str]
     resource: str
     created_at: float
+    expires_at: float | None = None
     sealed: str
 
 
-class _SealedPart(BaseModel):
-    claims: dict[str, Any] = Field(default_factory=dict)
-    upstream: UpstreamTokens | None = None
+class StoredUpstream(Record):
+    """A grant's tokens at the upstream IdP, sealed; keyed by the grant id.
+
+    ``generation`` counts upstream refreshes: the single-flight lock of each generation is a
+    set of pre-created tokens (:class:`UpstreamLockToken`) that only the writer of that
+    generation creates. ``checked_at``: when the IdP last confirmed the user's session (the
+    login, or a successful upstream refresh).
+    """
+
+    grant_id: str
+    generation: int = 0
+    checked_at: float
+    sealed: str
+
+
+class UpstreamLockToken(Record):
+    """Exists while the right to refresh one generation (one attempt) is unclaimed."""
+
+    grant_id: str
+    generation: int
+    attempt: int
+
+
+class UpstreamLease(Record):
+    """Written by the holder of an upstream-refresh lock: until ``deadline`` nobody takes over."""
+
+    deadline: float
+
+
+class RevokedGrant(Record):
+    """A tombstone: the grant was revoked and must never be loaded or written again."""
+
+    revoked_at: float
 
 
 class CodeRecord(Record):
@@ -118,6 +158,7 @@ class PublicKeySet(Record):
 
 class SealedPart(BaseModel):
     claims: dict[str, Any] = Field(default_factory=dict)
+    #: Schema-1 grants kept their upstream tokens here; new ones use :class:`StoredUpstream`.
     upstream: UpstreamTokens | None = None
 
 

@@ -8,6 +8,12 @@ the value, and the value itself is never stored (a dump of the store yields no u
 Single use is enforced by *claiming*: read the record, then ``delete()`` it and go on only if
 ``delete()`` returned True. Exactly one concurrent caller sees True, on the memory, disk and
 Redis backends alike (py-key-value-aio has no get-and-delete or compare-and-set).
+
+Revocation is a durable fact (issue 8 §1): :meth:`Repository.revoke_grant` writes a tombstone
+*before* it deletes the grant, :meth:`Repository.load_grant` refuses a tombstoned grant, and
+every write of a grant or of its upstream tokens checks the tombstone *after* writing and
+undoes itself when it finds one (see :meth:`Repository._write_unless_revoked` for why no
+interleaving then brings a revoked grant back).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any, Generic, TypeVar
 
 from key_value.aio.protocols import AsyncKeyValue
 
+from ..core.models import UpstreamTokens
 from ..crypto.sealing import Sealer, SealError
 from .records import (
     ClientDocumentRecord,
@@ -32,10 +39,18 @@ from .records import (
     PublicKeySet,
     Record,
     RefreshTokenRecord,
+    RevokedGrant,
     SealedPart,
     SpentMarker,
     StoredGrant,
+    StoredUpstream,
+    UpstreamLease,
+    UpstreamLockToken,
 )
+
+#: Pre-created lock tokens per upstream generation: the first refresh attempt and two take-overs
+#: after a holder vanished (crash) without writing the next generation.
+UPSTREAM_LOCK_ATTEMPTS = 3
 
 logger = logging.getLogger("mcp_oidc_provider.store")
 
@@ -102,6 +117,10 @@ class Repository:
         self._refresh = Collection(kv, "refresh-tokens", RefreshTokenRecord)
         self._spent_refresh = Collection(kv, "spent-refresh-tokens", SpentMarker)
         self._keys = Collection(kv, "keys", KeyMaterial)
+        self._revoked = Collection(kv, "revoked-grants", RevokedGrant)
+        self._upstream = Collection(kv, "grant-upstream", StoredUpstream)
+        self._upstream_locks = Collection(kv, "upstream-refresh-locks", UpstreamLockToken)
+        self._upstream_leases = Collection(kv, "upstream-refresh-leases", UpstreamLease)
         self._public_keys = Collection(kv, "public-keys", PublicKeySet)
         self._client_documents = Collection(kv, "client-documents", ClientDocumentRecord)
 
@@ -129,7 +148,7 @@ class Repository:
         return self.sealer
 
     def _seal(self, grant: GrantRecord) -> StoredGrant:
-        part = SealedPart(claims=grant.claims, upstream=grant.upstream)
+        part = SealedPart(claims=grant.claims)
         return StoredGrant(
             grant_id=grant.grant_id,
             client_id=grant.client_id,
@@ -137,25 +156,32 @@ class Repository:
             scopes=grant.scopes,
             resource=grant.resource,
             created_at=grant.created_at,
+            expires_at=grant.expires_at,
             sealed=self._sealer().seal(part.model_dump_json().encode()),
         )
 
-    def _open(self, stored: StoredGrant) -> GrantRecord | None:
+    def _open_part(self, grant_id: str, sealed: str) -> SealedPart | None:
         # The bearer check opens the same grant on every request: keep recent plaintexts.
-        part = self._opened.get(stored.sealed)
+        part = self._opened.get(sealed)
         if part is None:
             try:
-                part = SealedPart.model_validate_json(self._sealer().open(stored.sealed))
+                part = SealedPart.model_validate_json(self._sealer().open(sealed))
             except SealError:
                 logger.error(
                     "grant %s could not be decrypted: is ENCRYPTION_KEYS (or SECRET_KEY) the authorization "
                     "server's, and was no key retired too early?",
-                    stored.grant_id,
+                    grant_id,
                 )
                 return None
-            self._opened[stored.sealed] = part
+            self._opened[sealed] = part
             if len(self._opened) > 1024:
                 self._opened.pop(next(iter(self._opened)))
+        return part
+
+    def _open(self, stored: StoredGrant) -> GrantRecord | None:
+        part = self._open_part(stored.grant_id, stored.sealed)
+        if part is None:
+            return None
         return GrantRecord(
             grant_id=stored.grant_id,
             client_id=stored.client_id,
@@ -163,26 +189,134 @@ class Repository:
             scopes=stored.scopes,
             resource=stored.resource,
             created_at=stored.created_at,
+            expires_at=stored.expires_at,
             claims=part.claims,
-            upstream=part.upstream,
+            upstream=part.upstream,  # schema-1 grants only
         )
 
-    async def save_grant(self, grant: GrantRecord, ttl: float) -> None:
-        await self._grants.put(grant.grant_id, self._seal(grant), ttl)
+    async def is_revoked(self, grant_id: str) -> bool:
+        return await self._revoked.get(grant_id) is not None
+
+    async def _write_unless_revoked(
+        self, grant_id: str, collection: Collection[R], key: str, record: R, ttl: float
+    ) -> bool:
+        """Put, then check the tombstone, and delete what we put if there is one.
+
+        Why this order cannot resurrect a revoked grant: revocation is (R1) put tombstone,
+        (R2) delete; a writer is (W1) put, (W2) read tombstone, (W3) delete if found. Each store
+        operation is atomic and the store is linearizable (one Redis, one process's memory or
+        SQLite). If W2 misses the tombstone, W2 came before R1, so W1 < W2 < R1 < R2 and the
+        revoker's delete removes our write. If W2 sees it, W3 removes our write. Either way
+        nothing written survives the revocation; meanwhile every reader checks the tombstone
+        (:meth:`load_grant`), so even the instant between W1 and W3 serves nothing. A writer
+        that crashes between W1 and W3 leaves a record that no reader accepts and its TTL ends.
+        The reverse order (check, then write) is the bug this replaces: the revocation can land
+        between the check and the write.
+        """
+        await collection.put(key, record, ttl)
+        if await self.is_revoked(grant_id):
+            await collection.delete(key)
+            logger.info("write to revoked grant %s undone", grant_id)
+            return False
+        return True
+
+    async def save_grant(self, grant: GrantRecord, ttl: float, *, upstream_checked_at: float | None = None) -> bool:
+        """Write the immutable grant and, if it has any, its upstream tokens (generation 0).
+
+        Called when the login completes (TTL of the code) and once more when the code is
+        redeemed (TTL up to ``expires_at``): before the redemption no token of the grant exists,
+        so no upstream refresh can run concurrently with the second write. False if the grant
+        was revoked (nothing stays written)."""
+        if not await self._write_unless_revoked(grant.grant_id, self._grants, grant.grant_id, self._seal(grant), ttl):
+            return False
+        if grant.upstream is not None:
+            checked_at = upstream_checked_at if upstream_checked_at is not None else grant.created_at
+            return await self.save_upstream(grant.grant_id, grant.upstream, 0, checked_at, ttl)
+        return True
 
     async def load_grant(self, grant_id: str) -> GrantRecord | None:
+        """The grant, unless it expired or was revoked (tombstone checked after the read)."""
         stored = await self._grants.get(grant_id)
-        return self._open(stored) if stored is not None else None
+        if stored is None or await self.is_revoked(grant_id):
+            return None
+        return self._open(stored)
 
     async def load_grant_with_ttl(self, grant_id: str) -> tuple[GrantRecord, float | None] | None:
         found = await self._grants.get_with_ttl(grant_id)
-        if found is None:
+        if found is None or await self.is_revoked(grant_id):
             return None
         grant = self._open(found[0])
         return (grant, found[1]) if grant is not None else None
 
-    async def revoke_grant(self, grant_id: str) -> bool:
-        return await self._grants.delete(grant_id)
+    async def revoke_grant(self, grant_id: str, tombstone_ttl: float, now: float) -> bool:
+        """Tombstone first, then delete (the order :meth:`_write_unless_revoked` relies on).
+        True if this call removed a live grant record."""
+        await self._revoked.put(grant_id, RevokedGrant(revoked_at=now), tombstone_ttl)
+        deleted = await self._grants.delete(grant_id)
+        await self._upstream.delete(grant_id)
+        return deleted
+
+    async def grant_record_exists(self, grant_id: str) -> bool:
+        """Whether any grant record is in the store, tombstone or not (for tests and audits)."""
+        return await self._grants.get(grant_id) is not None
+
+    # upstream tokens of a grant (issue 11 item 3)
+    async def save_upstream(
+        self, grant_id: str, tokens: UpstreamTokens, generation: int, checked_at: float, ttl: float
+    ) -> bool:
+        """Write generation ``generation`` of the grant's upstream tokens and create its lock
+        tokens; False (and nothing kept) if the grant was revoked."""
+        record = StoredUpstream(
+            grant_id=grant_id,
+            generation=generation,
+            checked_at=checked_at,
+            sealed=self._sealer().seal(tokens.model_dump_json().encode()),
+        )
+        for attempt in range(UPSTREAM_LOCK_ATTEMPTS):
+            token = UpstreamLockToken(grant_id=grant_id, generation=generation, attempt=attempt)
+            await self._upstream_locks.put(f"{grant_id}:{generation}:{attempt}", token, ttl)
+        return await self._write_unless_revoked(grant_id, self._upstream, grant_id, record, ttl)
+
+    async def load_upstream(self, grant_id: str) -> tuple[UpstreamTokens, StoredUpstream] | None:
+        stored = await self._upstream.get(grant_id)
+        if stored is None:
+            return None
+        try:
+            tokens = UpstreamTokens.model_validate_json(self._sealer().open(stored.sealed))
+        except SealError:
+            logger.error("upstream tokens of grant %s could not be decrypted", grant_id)
+            return None
+        return tokens, stored
+
+    async def load_grant_and_upstream(
+        self, grant_id: str
+    ) -> tuple[GrantRecord, StoredUpstream | None, float | None] | None:
+        """The live grant with its upstream tokens, their record, and the grant's remaining TTL."""
+        found = await self.load_grant_with_ttl(grant_id)
+        if found is None:
+            return None
+        grant, remaining = found
+        upstream = await self.load_upstream(grant_id)
+        if upstream is None:
+            return grant, None, remaining
+        return grant.model_copy(update={"upstream": upstream[0]}), upstream[1], remaining
+
+    async def claim_upstream_lock(self, grant_id: str, generation: int, attempt: int) -> bool:
+        """Exactly one caller gets True per (generation, attempt): the token was created once,
+        by the writer of that generation, and only ``delete()`` returning True wins it."""
+        return await self._upstream_locks.delete(f"{grant_id}:{generation}:{attempt}")
+
+    async def release_upstream_lock(self, grant_id: str, generation: int, attempt: int) -> None:
+        """Put back a lock token its holder claimed (only the holder, only before its deadline)."""
+        token = UpstreamLockToken(grant_id=grant_id, generation=generation, attempt=attempt)
+        await self._upstream_locks.put(f"{grant_id}:{generation}:{attempt}", token, 3600)
+
+    async def put_upstream_lease(self, grant_id: str, generation: int, attempt: int, deadline: float) -> None:
+        # The record outlives its deadline: a waiter reads the deadline, not the record's presence.
+        await self._upstream_leases.put(f"{grant_id}:{generation}:{attempt}", UpstreamLease(deadline=deadline), 3600)
+
+    async def upstream_lease(self, grant_id: str, generation: int, attempt: int) -> UpstreamLease | None:
+        return await self._upstream_leases.get(f"{grant_id}:{generation}:{attempt}")
 
     # authorization codes
     async def save_code(self, code: str, record: CodeRecord, ttl: float) -> None:
@@ -201,8 +335,9 @@ class Repository:
         return await self._spent_codes.get(digest(code))
 
     # refresh tokens
-    async def save_refresh_token(self, token: str, record: RefreshTokenRecord, ttl: float) -> None:
-        await self._refresh.put(digest(token), record, ttl)
+    async def save_refresh_token(self, token: str, record: RefreshTokenRecord, ttl: float) -> bool:
+        """False (and nothing kept) if the grant was revoked meanwhile."""
+        return await self._write_unless_revoked(record.grant_id, self._refresh, digest(token), record, ttl)
 
     async def load_refresh_token(self, token: str) -> RefreshTokenRecord | None:
         return await self._refresh.get(digest(token))

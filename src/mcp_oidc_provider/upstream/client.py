@@ -25,7 +25,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from ..core.clock import Clock
-from ..core.errors import UpstreamError, UpstreamIdTokenInvalid, UpstreamUnavailable
+from ..core.errors import UpstreamError, UpstreamGrantInvalid, UpstreamIdTokenInvalid, UpstreamUnavailable
 from ..core.models import UpstreamTokens
 from ..core.settings import UpstreamSettings
 from .discovery import UpstreamMetadata, discover
@@ -116,7 +116,13 @@ class UpstreamClient:
                 token = await oauth.refresh_token(metadata.token_endpoint, refresh_token=refresh_token)
         except httpx2.TransportError as exc:
             raise UpstreamUnavailable("The identity provider could not be reached") from exc
-        except (OAuth2Error, OAuthError, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except (OAuthError, OAuth2Error, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
+            if _is_outage(exc):
+                raise UpstreamUnavailable("The identity provider is temporarily unavailable") from exc
+            # RFC 6749 §5.2: invalid_grant means the refresh token is no longer valid there: the
+            # user's session at the IdP ended. (authlib's httpx client raises OAuthError.)
+            if getattr(exc, "error", None) == "invalid_grant":
+                raise UpstreamGrantInvalid("The identity provider ended the user's session") from exc
             raise UpstreamError("The identity provider refused to refresh the tokens") from exc
         return dict(token)
 
@@ -167,6 +173,13 @@ class UpstreamClient:
         if not isinstance(id_token, str):
             raise UpstreamIdTokenInvalid("The identity provider returned no ID token")
         return await self.validate_id_token(id_token, nonce)
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """A 5xx, or RFC 6749 §5.2 ``temporarily_unavailable``/``server_error``: not the user's fault."""
+    if isinstance(exc, httpx2.HTTPStatusError):
+        return exc.response.status_code >= 500 or exc.response.status_code == 429
+    return getattr(exc, "error", None) in ("temporarily_unavailable", "server_error")
 
 
 def tokens_from_response(token: dict[str, Any], now: float) -> UpstreamTokens:
