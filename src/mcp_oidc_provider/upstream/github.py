@@ -22,7 +22,7 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client  # type: ignore[
 from authlib.oauth2.rfc6749 import OAuth2Error  # type: ignore[import-untyped]
 
 from ..core.clock import Clock
-from ..core.errors import UpstreamError, UpstreamUnavailable
+from ..core.errors import UpstreamError, UpstreamGrantInvalid, UpstreamUnavailable
 from ..core.settings import UpstreamSettings
 from .shaping import authorize_params, request_scopes
 
@@ -105,6 +105,9 @@ class GitHubUpstream:
         except httpx2.TransportError as exc:
             raise UpstreamUnavailable("GitHub could not be reached") from exc
         except (OAuth2Error, OAuthError, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
+            # RFC 6749 §5.2: invalid_grant means the user's authorization is gone (revoked at GitHub).
+            if getattr(exc, "error", None) == "invalid_grant":
+                raise UpstreamGrantInvalid("GitHub ended the user's authorization") from exc
             raise UpstreamError("GitHub refused to refresh the tokens") from exc
         return dict(token)
 

@@ -44,7 +44,12 @@ class UpstreamProvider(Protocol):
         """Redeem the IdP's code (RFC 6749 §4.1.3); the token response as a dict (§5.1)."""
 
     async def refresh(self, refresh_token: str) -> dict[str, Any]:
-        """A refresh-token grant (RFC 6749 §6); the token response as a dict."""
+        """A refresh-token grant (RFC 6749 §6); the token response as a dict.
+
+        Raise :class:`~mcp_oidc_provider.core.errors.UpstreamGrantInvalid` when the IdP answers
+        ``invalid_grant`` (the user's session or authorization is gone: the grant is revoked),
+        :class:`~mcp_oidc_provider.core.errors.UpstreamUnavailable` when it cannot be reached or
+        answers 5xx (access goes on for the outage grace period)."""
 
     async def identity(self, token: Mapping[str, Any], nonce: str) -> dict[str, Any]:
         """The user behind a token response from :meth:`exchange_code`, as claims.
