@@ -43,6 +43,9 @@ Event = Literal[
     "upstream.recheck_failed",
     "refresh.rate_limited",
     "grant.write_undone",
+    # issue 8 §4, §5
+    "request.body_timeout",
+    "request.refused",
 ]
 
 SAFE_FIELDS = frozenset({"client_id", "grant_id", "subject", "error", "reason", "resource"})

@@ -304,3 +304,14 @@ class ProviderSettings(BaseModel):
     @property
     def callback_url(self) -> str:
         return self.issuer_url.rstrip("/") + self.callback_path
+
+    # --- issue 8 §4, §5: bounded resources and input hygiene ------------------------------------
+    #: A registration never used at /token expires after this long; a redeemed code gives it
+    #: ``client_ttl`` (MCP best practices, "Bound Resource Usage").
+    unused_client_ttl: int = Field(default=6 * 3600, ge=60)
+    #: Registrations per minute per client IP at /register, below the /authorize budget
+    #: (0: none of its own; ``rate_limit_per_minute=0`` turns every per-IP limit off).
+    register_rate_limit_per_minute: int = Field(default=10, ge=0)
+    #: Seconds a client gets to send a whole request body at the authorization endpoints
+    #: (slowloris); past it: 408 and the connection is closed.
+    body_read_timeout_seconds: float = Field(default=10.0, gt=0, le=300)

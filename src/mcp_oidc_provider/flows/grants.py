@@ -31,6 +31,7 @@ from ..crypto.minting import mint_access_token, new_refresh_token
 from ..store.records import GrantRecord, RefreshTokenRecord, SpentMarker
 from ..upstream.vault import UpstreamTokenService
 from .context import Context
+from .registration import mark_client_used
 
 #: The RFC 8707 ``resource`` form field of the current /token request, which the SDK does not
 #: pass to the provider; the HTTP edge sets it (:mod:`..web.token_resource`) before the SDK's
@@ -141,8 +142,10 @@ def ensure_resource_of_grant(grant: GrantRecord) -> None:
         raise InvalidTarget("The requested resource was not authorized for this grant")
 
 
-async def issue_tokens(ctx: Context, grant: GrantRecord, scopes: list[str]) -> OAuthToken:
-    """New access and refresh tokens; the grant record is not written (it is immutable)."""
+async def issue_tokens(ctx: Context, grant: GrantRecord, scopes: list[str], with_refresh: bool = True) -> OAuthToken:
+    """New access and refresh tokens; the grant record is not written (it is immutable).
+    ``with_refresh=False``: the client did not register the ``refresh_token`` grant, so it gets
+    none (RFC 6749 §5.1 "OPTIONAL"; RFC 7591 §2 ``grant_types``)."""
     now = int(ctx.now())
     remaining = int(grant_expiry(ctx, grant)) - now
     if remaining < 1:
@@ -159,6 +162,8 @@ async def issue_tokens(ctx: Context, grant: GrantRecord, scopes: list[str]) -> O
         issued_at=now,
         lifetime=lifetime,
     )
+    if not with_refresh:
+        return OAuthToken(access_token=access_token, token_type="Bearer", expires_in=lifetime, scope=" ".join(scopes))
     refresh_token = new_refresh_token()
     refresh_ttl = min(ctx.settings.refresh_token_ttl, remaining)
     saved = await ctx.repo.save_refresh_token(
@@ -202,7 +207,8 @@ async def exchange_authorization_code(
     ttl = grant_expiry(ctx, full) - ctx.now()
     if ttl < 1 or not await ctx.repo.save_grant(full, ttl, upstream_checked_at=checked_at):
         raise InvalidGrant("the grant was revoked or has expired")
-    tokens = await issue_tokens(ctx, full, code.scopes)
+    tokens = await issue_tokens(ctx, full, code.scopes, "refresh_token" in (client.grant_types or []))
+    await mark_client_used(ctx, client.client_id or "")
     audit.emit("token.issued", client_id=client.client_id, grant_id=grant.grant_id)
     return tokens
 

@@ -25,6 +25,9 @@ class ClientRecord(Record):
     #: Confidential clients get a secret derived from the server's secret key and the client
     #: id; the record itself holds nothing that authenticates.
     has_secret: bool = False
+    #: Issue 8 §4: False until a code is redeemed; until then the record lives only
+    #: ``unused_client_ttl``. Records from before the field existed count as used.
+    used: bool = True
 
 
 class LoginTransaction(Record):

@@ -6,9 +6,12 @@ Middleware                 What it does                                         
 store outage               a refusal caused by a store outage is 503, not 401      :mod:`.outage`
 rate limit                 per-IP budget at /register, /authorize (429), shared    :mod:`.rate_limit`
 iss on redirects           RFC 9207 ``iss`` on the SDK's /authorize error redirects :mod:`.issuer_redirects`
-body limit                 bounded bodies at the authorization endpoints (413)     :mod:`.body_limit`
+register no-store          ``Cache-Control: no-store`` on /register (RFC 7591)     :mod:`.register_no_store`
+body limit                 bounded bodies at the authorization endpoints (413,408) :mod:`.body_limit`
+form content type          /token, /revoke, /introspect take urlencoded forms      :mod:`.form_content_type`
 register body              /register body must be a JSON object (RFC 7591)         :mod:`.register_body`
 token resource             RFC 8707 ``resource`` at /token                          :mod:`.token_resource`
+pkce verifier              RFC 7636 §4.1 ``code_verifier`` at /token               :mod:`.pkce_verifier`
 basic client id            the Basic header's client id in the /token form          :mod:`.basic_client_id`
 metadata documents         RFC 8414 / RFC 9728 documents as we publish them        :mod:`.metadata_documents`
 =========================  ======================================================  ===================
@@ -23,11 +26,14 @@ from starlette.types import ASGIApp
 from ..core.settings import ProviderSettings
 from .basic_client_id import BasicClientIdMiddleware
 from .body_limit import BodyLimitMiddleware
+from .form_content_type import FormContentTypeMiddleware
 from .issuer_redirects import IssuerOnRedirectsMiddleware
 from .metadata_documents import MetadataDocumentsMiddleware
 from .outage import StoreOutageMiddleware
+from .pkce_verifier import PkceVerifierMiddleware
 from .rate_limit import RateLimitMiddleware
 from .register_body import RegisterBodyMiddleware
+from .register_no_store import RegisterNoStoreMiddleware
 from .token_resource import TokenResourceMiddleware
 
 
@@ -37,9 +43,12 @@ def protect(app: ASGIApp, settings: ProviderSettings, issuer: str, metadata: dic
         app, issuer=issuer, authorization_server_metadata=metadata, registration_enabled=settings.dynamic_registration
     )
     app = BasicClientIdMiddleware(app)
+    app = PkceVerifierMiddleware(app)
     app = TokenResourceMiddleware(app, settings.resource_urls)
     app = RegisterBodyMiddleware(app)
-    app = BodyLimitMiddleware(app, settings.max_body_bytes)
+    app = FormContentTypeMiddleware(app)
+    app = BodyLimitMiddleware(app, settings.max_body_bytes, settings.body_read_timeout_seconds)
+    app = RegisterNoStoreMiddleware(app)
     app = IssuerOnRedirectsMiddleware(app, issuer)
     if settings.rate_limit_per_minute:
         app = RateLimitMiddleware(
@@ -48,5 +57,6 @@ def protect(app: ASGIApp, settings: ProviderSettings, issuer: str, metadata: dic
             settings.trust_forwarded_for,
             storage_url=settings.rate_limit_storage_url,
             issuer=issuer,
+            register_limit_per_minute=settings.register_rate_limit_per_minute,
         )
     return StoreOutageMiddleware(app)

@@ -1,5 +1,8 @@
 """Per-client-IP rate limit on ``/register`` and ``/authorize`` (registration flooding, login spam).
 
+Each path has its own budget (issue 8 §4): ``/register`` a lower one, since every registration
+writes a record, than ``/authorize``.
+
 Over the limit: ``429`` with ``Retry-After`` (RFC 6585 §4) and the OAuth code
 ``temporarily_unavailable`` (RFC 6749 §4.1.2.1).
 
@@ -106,12 +109,21 @@ class SharedLimiter:
             return None
 
 
-def build_limiter(limit: int, storage_url: str | None, issuer: str) -> Limiter:
+def build_limiter(limit: int, storage_url: str | None, issuer: str, path: str = "") -> Limiter:
     """Shared on Redis/Valkey, per process otherwise."""
     if storage_url is not None and urlsplit(storage_url).scheme in SHARED_LIMIT_SCHEMES:
-        # Deployments sharing one Redis keep separate budgets: the issuer names ours.
-        return SharedLimiter(limit, storage_url, hashlib.sha256(issuer.encode()).hexdigest()[:16])
+        # Deployments sharing one Redis keep separate budgets: the issuer names ours; the path
+        # keeps each endpoint's budget its own.
+        return SharedLimiter(limit, storage_url, hashlib.sha256(issuer.encode()).hexdigest()[:16] + path)
     return SlidingWindowLimiter(limit)
+
+
+def path_budgets(limit_per_minute: int, register_limit_per_minute: int | None) -> dict[str, int]:
+    """Requests per minute per path: /register at most its own budget (0: none of its own)."""
+    register = limit_per_minute
+    if register_limit_per_minute:
+        register = min(register, register_limit_per_minute)
+    return {"/authorize": limit_per_minute, "/register": register}
 
 
 def client_ip(scope: Scope, trust_forwarded_for: bool) -> str:
@@ -134,14 +146,19 @@ class RateLimitMiddleware:
         *,
         storage_url: str | None = None,
         issuer: str = "",
+        register_limit_per_minute: int | None = None,
     ) -> None:
         self.app = app
-        self.limiter = build_limiter(limit_per_minute, storage_url, issuer)
+        self.limiters = {
+            path: build_limiter(limit, storage_url, issuer, path)
+            for path, limit in path_budgets(limit_per_minute, register_limit_per_minute).items()
+        }
         self.trust_forwarded_for = trust_forwarded_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("path", "") in RATE_LIMITED_PATHS:
-            wait = await self.limiter.check(client_ip(scope, self.trust_forwarded_for))
+        limiter = self.limiters.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if limiter is not None:
+            wait = await limiter.check(client_ip(scope, self.trust_forwarded_for))
             if wait is not None:
                 audit.emit("rate_limit.exceeded", reason=scope.get("path", ""))
                 await send_error(

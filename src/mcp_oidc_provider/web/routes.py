@@ -40,6 +40,26 @@ logger = logging.getLogger("mcp_oidc_provider.routes")
 JWKS_PATH = "/jwks"
 HEALTH_PATH = "/health"
 OIDC_DISCOVERY_PATH = "/.well-known/openid-configuration"
+#: OIDC Discovery §3 members that would promise what we do not do (no ID tokens, no userinfo).
+OIDC_CLAIMS_WE_DO_NOT_HONOUR = frozenset(
+    {
+        "userinfo_endpoint",
+        "claims_supported",
+        "claim_types_supported",
+        "acr_values_supported",
+        "id_token_encryption_alg_values_supported",
+        "id_token_encryption_enc_values_supported",
+        "userinfo_signing_alg_values_supported",
+        "userinfo_encryption_alg_values_supported",
+        "userinfo_encryption_enc_values_supported",
+        "request_object_signing_alg_values_supported",
+        "display_values_supported",
+        "end_session_endpoint",
+        "check_session_iframe",
+        "frontchannel_logout_supported",
+        "backchannel_logout_supported",
+    }
+)
 
 
 class ProviderRoutes:
@@ -131,8 +151,21 @@ class ProviderRoutes:
         return self._consent_response(request, await consent.decide(ctx, fields, request.cookies))
 
     def discovery_document(self, algorithms: list[str]) -> dict[str, Any]:
+        """The RFC 8414 metadata under the OIDC Discovery 1.0 name, claiming no OIDC behaviour.
+
+        A compromise (issue 8 §5): we issue no ID tokens and have no userinfo endpoint, yet
+        OIDC Discovery §3 REQUIRES ``jwks_uri``, ``subject_types_supported`` and
+        ``id_token_signing_alg_values_supported``, and TS-based MCP clients refuse the document
+        without them. So those three stay (the algorithms are those of our access tokens), and
+        everything else that would claim OIDC behaviour goes: no ``openid`` scope, no
+        ``userinfo_endpoint``, no ``claims_supported``, no response type but ``code``, and the
+        members whose absence OIDC Discovery reads as "supported" are explicitly false.
+        """
         base = self.issuer.rstrip("/")
-        document = dict(self.sdk_metadata)
+        document = {k: v for k, v in self.sdk_metadata.items() if k not in OIDC_CLAIMS_WE_DO_NOT_HONOUR}
+        if "scopes_supported" in document:
+            # OIDC Core §3.1.2.1: ``openid`` asks for an ID token, which we never issue.
+            document["scopes_supported"] = [s for s in document["scopes_supported"] if s != "openid"]
         document.update(
             {
                 # OIDC Discovery §3: REQUIRED members; TS-based clients refuse the document without them.
@@ -141,10 +174,15 @@ class ProviderRoutes:
                 "id_token_signing_alg_values_supported": algorithms,
                 "response_types_supported": ["code"],
                 "response_modes_supported": ["query"],
+                "grant_types_supported": ["authorization_code", "refresh_token"],
                 "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
                 "code_challenge_methods_supported": ["S256"],
                 # RFC 9207 §3: we send iss on every authorization response.
                 "authorization_response_iss_parameter_supported": True,
+                # OIDC Discovery §3: omitted, request_uri_parameter_supported means true.
+                "request_uri_parameter_supported": False,
+                "request_parameter_supported": False,
+                "claims_parameter_supported": False,
             }
         )
         return document
