@@ -133,7 +133,7 @@ async def test_over_the_limit_a_client_gets_429_temporarily_unavailable_with_ret
     downstream = Recorder()
     app = RateLimitMiddleware(downstream, limit_per_minute=2, trust_forwarded_for=False)
     assert (await call(app, scope("/register")))[0] == 200
-    assert (await call(app, scope("/authorize")))[0] == 200  # one budget for both paths
+    assert (await call(app, scope("/register")))[0] == 200
     status, headers, body = await call(app, scope("/register"))
     # RFC 6585 §4 (429 + Retry-After), RFC 6749 §4.1.2.1 (temporarily_unavailable).
     assert status == 429
@@ -142,6 +142,13 @@ async def test_over_the_limit_a_client_gets_429_temporarily_unavailable_with_ret
     assert headers["content-type"] == "application/json"
     assert json.loads(body)["error"] == "temporarily_unavailable"
     assert downstream.calls == 2
+
+
+async def test_register_has_its_own_lower_budget_than_authorize() -> None:
+    # Issue 8 §4: every registration writes a record; a login attempt does not.
+    app = RateLimitMiddleware(Recorder(), limit_per_minute=5, trust_forwarded_for=False, register_limit_per_minute=2)
+    assert [(await call(app, scope("/register")))[0] for _ in range(3)] == [200, 200, 429]
+    assert [(await call(app, scope("/authorize")))[0] for _ in range(6)] == [200] * 5 + [429]
 
 
 async def test_other_paths_and_other_clients_are_not_limited() -> None:
