@@ -192,7 +192,9 @@ async def test_register_responses_are_not_cached(server: Harness) -> None:
 
 
 @pytest.mark.parametrize("path", ["/token", "/register"])
-async def test_a_body_sent_as_a_slow_trickle_is_cut_off_within_the_read_deadline(dev_idp: str, path: str) -> None:
+async def test_a_body_sent_as_a_slow_trickle_is_cut_off_within_the_read_deadline(
+    dev_idp: str, path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     deadline = 1.0
     async with integrated_server(dev_idp, body_read_timeout_seconds=deadline) as server:
         parts = urlsplit(server.base)
@@ -233,6 +235,8 @@ async def test_a_body_sent_as_a_slow_trickle_is_cut_off_within_the_read_deadline
     assert b'"error":"invalid_request"' in rest.replace(b" ", b"")
     assert closed, "the server closes the connection"
     assert deadline <= elapsed < deadline + 1.5, elapsed
+    with capsys.disabled():
+        print(f"\n[slowloris] {path}: 408 and closed {elapsed:.2f} s after the headers (limit {deadline} s)")
 
 
 # --- /token input hygiene ------------------------------------------------------------------
@@ -276,8 +280,7 @@ async def test_two_code_verifiers_in_one_request_are_refused(server: Harness) ->
 def multipart(fields: dict[str, str]) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     body = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-        for k, v in fields.items()
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
     )
     return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
