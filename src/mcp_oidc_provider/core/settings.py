@@ -306,8 +306,8 @@ class ProviderSettings(BaseModel):
         return self.issuer_url.rstrip("/") + self.callback_path
 
     # --- issue 8 §4, §5: bounded resources and input hygiene ------------------------------------
-    #: A registration never used at /token expires after this long; a redeemed code gives it
-    #: ``client_ttl`` (MCP best practices, "Bound Resource Usage").
+    #: A registration never used at /token expires after this long (at most ``client_ttl``); a
+    #: redeemed code gives it ``client_ttl`` (MCP best practices, "Bound Resource Usage").
     unused_client_ttl: int = Field(default=6 * 3600, ge=60)
     #: Registrations per minute per client IP at /register, below the /authorize budget
     #: (0: none of its own; ``rate_limit_per_minute=0`` turns every per-IP limit off).

@@ -119,7 +119,8 @@ async def register_client(ctx: Context, client: OAuthClientInformationFull) -> N
     ensure_redirect_uris_allowed(ctx, client)
     has_secret = issue_derived_secret(ctx, client)
     record = ClientRecord(metadata=stored_metadata(client), has_secret=has_secret, used=False)
-    await ctx.repo.save_client(client.client_id or "", record, ctx.settings.unused_client_ttl)
+    ttl = min(ctx.settings.unused_client_ttl, ctx.settings.client_ttl)
+    await ctx.repo.save_client(client.client_id or "", record, ttl)
     audit.emit("client.registered", client_id=client.client_id)
 
 
