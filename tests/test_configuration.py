@@ -159,7 +159,7 @@ def test_an_unknown_key_in_the_config_file_is_refused_naming_it(tmp_path: Path) 
     config.write_text('TRUST_FORWARDED_FOR = true\nCONSENT = "always"\n')
     result, _ = run([*SERVE, "--config", str(config)], {"PORT": str(free_port())})
     line = one_line_error(result)
-    assert "TRUST_FORWARDED_FOR (in auth.toml) is not a setting" in line
+    assert "TRUST_FORWARDED_FOR (in auth.toml) is not a setting; use FORWARDED_ALLOW_IPS" in line
 
 
 def test_a_config_file_that_is_not_toml_or_missing_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -560,7 +560,9 @@ def _explain(
             continue
         variable = by_name.get(name)
         if error["type"] == "extra_forbidden":
-            parts.append(f"{name}{origin.of(name)} is not a setting; see `mcp-oidc-provider serve --help`")
+            instead = next((v for (_, f), v in _REPLACED.items() if f.upper() == name), None)
+            fix = f"use {instead}" if instead else "see `mcp-oidc-provider serve --help`"
+            parts.append(f"{name}{origin.of(name)} is not a setting; {fix}")
             continue
         if error["type"] == "missing":
             meaning = variable.help if variable is not None else ""
