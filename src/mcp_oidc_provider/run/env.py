@@ -36,7 +36,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, SecretBytes, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretBytes,
+    SecretStr,
+    ValidationError,
+    create_model,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -443,8 +452,6 @@ def _settings_class(
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             env = _MappingEnvSource(settings_cls, environ)
             return (env, TomlConfigSettingsSource(settings_cls, toml_file=file)) if file else (env,)
-
-    from pydantic import create_model
 
     return create_model("Configuration", __base__=Configuration, **fields)  # type: ignore[call-overload,no-any-return]
 
