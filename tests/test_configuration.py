@@ -44,12 +44,17 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
 def start_up_cost() -> float:
-    """How long the interpreter and our imports take here before anything is configured."""
+    """How long the interpreter and our imports take right now, before anything is configured:
+    the machine's load varies, so each timed test measures it next to its own run."""
     result, elapsed = run(SERVE, {"HOST": "0.0.0.0"})
     assert result.returncode == 2
     return elapsed
+
+
+def within(elapsed: float, budget: float, start_up: float) -> bool:
+    """Done within ``budget`` seconds of work, allowing start-up to run up to twice as slow again."""
+    return elapsed < budget + 2 * start_up
 
 
 @contextlib.contextmanager
@@ -191,25 +196,26 @@ def test_serve_help_lists_every_variable_with_its_default() -> None:
 # Stores fail fast and clearly.
 
 
-def test_an_unreachable_store_exits_2_at_once_with_one_line_naming_store_url_without_its_password(
-    start_up_cost: float,
-) -> None:
+def test_an_unreachable_store_exits_2_at_once_with_one_line_naming_store_url_without_its_password() -> None:
+    start_up = start_up_cost()
     url = f"redis://:hunter2@127.0.0.1:{closed_port()}/0"
     result, elapsed = run(SERVE, {"STORE_URL": url, "PORT": str(free_port())})
     line = one_line_error(result)
     assert line.startswith(f"error: STORE_URL=redis://:***@127.0.0.1:{url.rsplit(':', 1)[1].split('/')[0]}/0: ")
     assert "cannot reach the store" in line
     assert "hunter2" not in result.stderr + result.stdout
-    assert elapsed - start_up_cost < 2.0, (elapsed, start_up_cost)
+    assert within(elapsed, 1.0, start_up), (elapsed, start_up)
 
 
-def test_a_store_that_accepts_and_never_answers_exits_2_at_the_deadline(start_up_cost: float) -> None:
+def test_a_store_that_accepts_and_never_answers_exits_2_at_the_deadline() -> None:
+    start_up = start_up_cost()
     with silent_tcp_server() as port:
         env = {"STORE_URL": f"redis://127.0.0.1:{port}/0", "STORE_TIMEOUT_SECONDS": "1.5", "PORT": str(free_port())}
         result, elapsed = run(SERVE, env)
     line = one_line_error(result)
     assert "STORE_URL=redis://127.0.0.1" in line and "no answer within 1.5 s" in line
-    assert 1.5 <= elapsed - start_up_cost + 0.5 and elapsed - start_up_cost < 1.5 + 2.0, (elapsed, start_up_cost)
+    assert elapsed >= 1.5  # it did wait for the store
+    assert within(elapsed, 1.5 + 1.0, start_up), (elapsed, start_up)
 
 
 def test_the_integrated_example_also_exits_2_on_an_unreachable_store() -> None:
