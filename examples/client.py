@@ -118,11 +118,21 @@ class HeadlessLogin:
 
 
 async def call_whoami(
-    server_url: str, headless: bool, user: str, storage: MemoryTokenStorage | None = None
+    server_url: str,
+    headless: bool,
+    user: str,
+    storage: MemoryTokenStorage | None = None,
+    client_metadata_url: str | None = None,
+    redirect_uri: str | None = None,
 ) -> dict[str, Any]:
-    """Log in if ``storage`` holds no tokens, then call ``whoami`` and return its JSON."""
-    port = free_port()
-    redirect_uri = f"http://127.0.0.1:{port}/callback"
+    """Log in if ``storage`` holds no tokens, then call ``whoami`` and return its JSON.
+
+    With ``client_metadata_url`` the client identifies itself by its Client ID Metadata Document
+    (MCP 2026-07-28) when the server advertises support, and registers dynamically otherwise;
+    ``redirect_uri`` must then be one the document lists."""
+    port = urlsplit(redirect_uri).port if redirect_uri else None
+    port = port or free_port()
+    redirect_uri = redirect_uri or f"http://127.0.0.1:{port}/callback"
     if storage is not None and storage.client is not None and storage.client.redirect_uris:
         redirect_uri = str(storage.client.redirect_uris[0])
         port = urlsplit(redirect_uri).port or port
@@ -140,6 +150,7 @@ async def call_whoami(
         storage=storage if storage is not None else MemoryTokenStorage(),
         redirect_handler=login.redirect,
         callback_handler=login.callback,
+        client_metadata_url=client_metadata_url,
     )
     async with contextlib.AsyncExitStack() as stack:
         http_client = await stack.enter_async_context(httpx.AsyncClient(auth=auth, timeout=30))
@@ -156,8 +167,12 @@ def main() -> int:
     parser.add_argument("server_url", nargs="?", default="http://127.0.0.1:8000/mcp")
     parser.add_argument("--headless", action="store_true", help="log in to the development IdP without a browser")
     parser.add_argument("--user", default="alice", help="user name for --headless (development IdP only)")
+    parser.add_argument("--client-metadata-url", help="identify with this Client ID Metadata Document (https URL)")
+    parser.add_argument("--redirect-uri", help="the redirect URI (one the metadata document lists)")
     args = parser.parse_args()
-    identity = anyio.run(call_whoami, args.server_url, args.headless, args.user)
+    identity = anyio.run(
+        call_whoami, args.server_url, args.headless, args.user, None, args.client_metadata_url, args.redirect_uri
+    )
     print(json.dumps(identity, indent=2))
     return 0
 

@@ -166,6 +166,38 @@ async def test_a_user_approves_in_a_real_browser_and_logs_in_at_the_idp(dev_idp:
         assert (await harness.redeem(client, query["code"], verifier)).status_code == 400
 
 
+async def test_the_consent_page_in_a_real_browser_shows_the_full_redirect_uri_and_the_idp_scopes(
+    dev_idp: str, context: BrowserContext
+) -> None:
+    """MCP security best practices, "Consent UI Requirements": what Chromium renders (and a
+    screenshot shows) names the full redirect URI and what we ask of the IdP; Allow then gets
+    past the page's CSP ``form-action``, which Chromium applies to the redirect to the IdP too."""
+    async with integrated_server(dev_idp) as harness:
+        assert harness.provider is not None
+        redirect_uri = f"http://127.0.0.1:{free_port()}/oauth/deep/callback/path"
+        client = await harness.register(redirect_uri, client_name=CLIENT_NAME)
+        page = await context.new_page()
+        violations: list[str] = []
+        page.on("console", lambda message: violations.append(message.text))
+
+        await open_consent_page(page, harness, client, pkce()[1])
+        ARTIFACTS.mkdir(exist_ok=True)
+        screenshot = ARTIFACTS / "consent-full-redirect-uri.png"
+        await page.screenshot(path=str(screenshot), full_page=True)
+        assert screenshot.stat().st_size > 0
+
+        text = await page.locator("body").inner_text()
+        assert redirect_uri in text
+        assert await page.locator("#redirect-uri").inner_text() == redirect_uri
+        for scope in harness.provider.settings.upstream.scopes:
+            assert scope in text
+        assert harness.mcp_url in text
+
+        await page.get_by_role("button", name="Allow").click()
+        await page.wait_for_url(lambda url: url.startswith(dev_idp + "/"))
+        assert not [v for v in violations if "form-action" in v], violations
+
+
 async def test_a_user_denies_on_the_consent_page_and_the_client_gets_access_denied(
     dev_idp: str, context: BrowserContext
 ) -> None:

@@ -83,8 +83,7 @@ def test_host_0_0_0_0_without_base_url_exits_2_with_one_line_asking_for_base_url
 def test_a_bad_consent_value_exits_2_with_one_line_naming_consent_and_the_allowed_values() -> None:
     result, _ = run(SERVE, {"CONSENT": "sometimes", "PORT": str(free_port())})
     line = one_line_error(result)
-    assert "CONSENT=sometimes" in line
-    assert "'always', 'remember' or 'off'" in line
+    assert line == "error: CONSENT must be one of always, remember, off, not 'sometimes' (environment)"
 
 
 def test_a_plain_http_base_url_off_loopback_is_refused_naming_base_url() -> None:
@@ -201,8 +200,8 @@ def test_an_unreachable_store_exits_2_at_once_with_one_line_naming_store_url_wit
     url = f"redis://:hunter2@127.0.0.1:{closed_port()}/0"
     result, elapsed = run(SERVE, {"STORE_URL": url, "PORT": str(free_port())})
     line = one_line_error(result)
-    assert line.startswith(f"error: STORE_URL=redis://:***@127.0.0.1:{url.rsplit(':', 1)[1].split('/')[0]}/0: ")
-    assert "cannot reach the store" in line
+    assert line.startswith(f"error: STORE_URL redis://:***@127.0.0.1:{url.rsplit(':', 1)[1].split('/')[0]}/0: ")
+    assert "cannot reach the Redis store (ConnectionRefusedError)" in line
     assert "hunter2" not in result.stderr + result.stdout
     assert within(elapsed, 1.0, start_up), (elapsed, start_up)
 
@@ -213,14 +212,14 @@ def test_a_store_that_accepts_and_never_answers_exits_2_at_the_deadline() -> Non
         env = {"STORE_URL": f"redis://127.0.0.1:{port}/0", "STORE_TIMEOUT_SECONDS": "1.5", "PORT": str(free_port())}
         result, elapsed = run(SERVE, env)
     line = one_line_error(result)
-    assert "STORE_URL=redis://127.0.0.1" in line and "no answer within 1.5 s" in line
+    assert "STORE_URL redis://127.0.0.1" in line and "did not answer within 1.5 s" in line
     assert elapsed >= 1.5  # it did wait for the store
     assert within(elapsed, 1.5 + 1.0, start_up), (elapsed, start_up)
 
 
 def test_the_integrated_example_also_exits_2_on_an_unreachable_store() -> None:
     result, _ = run([sys.executable, str(INTEGRATED)], {"STORE_URL": f"redis://127.0.0.1:{closed_port()}/0"})
-    assert "STORE_URL=redis://127.0.0.1" in one_line_error(result)
+    assert "STORE_URL redis://127.0.0.1" in one_line_error(result)
 
 
 def test_the_proxy_mode_mcp_server_without_store_url_exits_2_naming_store_url() -> None:
@@ -237,7 +236,7 @@ def test_the_proxy_mode_mcp_server_without_auth_issuer_exits_2_naming_auth_issue
 def test_the_proxy_mode_mcp_server_exits_2_when_its_store_is_unreachable() -> None:
     env = {"AUTH_ISSUER": "http://127.0.0.1:4001", "STORE_URL": f"redis://127.0.0.1:{closed_port()}/0"}
     result, _ = run([sys.executable, str(MCP_SERVER)], env)
-    assert "cannot reach the store" in one_line_error(result)
+    assert "cannot reach the Redis store" in one_line_error(result)
 
 
 def test_the_proxy_mode_mcp_server_says_at_start_up_that_it_has_no_keys_to_serve_with(tmp_path: Path) -> None:

@@ -286,10 +286,6 @@ async def test_a_user_disabled_at_the_strict_idp_gets_invalid_grant_for_our_upst
     assert is_error or json.loads(text)["status"] == 401
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8 §3: upstream/client.py catches authlib's OAuth2Error, but its httpx client raises OAuthError",
-)
 async def test_an_upstream_invalid_grant_does_not_escape_from_upstream_tokens_for_as_an_exception() -> None:
     with run_strict_idp(access_ttl=5) as idp:
         async with integrated_server(idp.issuer, client_id=idp.client_id, client_secret=idp.client_secret) as server:

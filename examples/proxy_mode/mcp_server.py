@@ -23,7 +23,7 @@ import anyio
 import uvicorn
 from mcp.server.auth.middleware.auth_context import get_access_token
 
-from mcp_oidc_provider import ConfigurationError, OIDCTokenVerifier, StoreOutageMiddleware
+from mcp_oidc_provider import ConfigurationError, OIDCTokenVerifier
 from mcp_oidc_provider.run.env import ResourceServerConfig, load_resource_server_config, resource_server_variables
 from mcp_oidc_provider.run.launch import (
     check_resource_server_keys,
@@ -70,13 +70,11 @@ def build_app(verifier: OIDCTokenVerifier, host: str, port: int, base_url: str):
             transport_security=security,
         )
         server_v1.tool()(whoami)
-        app = server_v1.streamable_http_app()
-    else:
-        server = MCPServer(name="whoami-proxy-demo", token_verifier=verifier, auth=verifier.auth_settings())
-        server.tool()(whoami)
-        app = server.streamable_http_app(streamable_http_path="/mcp", host=host, transport_security=security)
+        return verifier.mount(server_v1)
+    server = MCPServer(name="whoami-proxy-demo", token_verifier=verifier, auth=verifier.auth_settings())
+    server.tool()(whoami)
     # A store outage answers 503 (retry) rather than 401 (log in again).
-    return StoreOutageMiddleware(app)
+    return verifier.mount(server, streamable_http_path="/mcp", host=host, transport_security=security)
 
 
 async def serve(config: ResourceServerConfig) -> None:

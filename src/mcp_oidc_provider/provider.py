@@ -37,6 +37,7 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from starlette.types import ASGIApp
 
 from . import bearer
+from .cimd import CimdFetcher, CimdResolver, DomainPolicy
 from .core.claims import ClaimsMapper, default_claims_mapper
 from .core.clock import Clock, SystemClock
 from .core.errors import ConfigurationError, OIDCProviderError, to_token_error
@@ -47,7 +48,8 @@ from .flows import authorize, grants, registration, revocation
 from .flows.context import Context
 from .store.repository import Repository
 from .store.signing_keys import load_signing_keys
-from .upstream.client import UpstreamClient
+from .upstream.presets import build_upstream
+from .upstream.protocol import UpstreamProvider
 from .upstream.vault import UpstreamTokenService
 from .web.protection import protect
 from .web.routes import ProviderRoutes
@@ -58,6 +60,39 @@ logger = logging.getLogger("mcp_oidc_provider")
 def _auth_settings_kwargs() -> dict[str, Any]:
     # validate_token_resource arrived during mcp 1.x; pass it only where it exists.
     return {"validate_token_resource": True} if "validate_token_resource" in AuthSettings.model_fields else {}
+
+
+def authorization_server_metadata(sdk: dict[str, Any], settings: ProviderSettings, issuer: str) -> dict[str, Any]:
+    """RFC 8414 metadata as we publish it: the SDK's, plus what it cannot know (see
+    :mod:`.web.metadata_documents`)."""
+    document = {**sdk, "issuer": issuer}
+    methods = list(document.get("token_endpoint_auth_methods_supported") or [])
+    document["token_endpoint_auth_methods_supported"] = [*methods, *(["none"] if "none" not in methods else [])]
+    # RFC 9207 §3: we send iss on every authorization response.
+    document["authorization_response_iss_parameter_supported"] = True
+    # CIMD draft §4 / MCP 2026-07-28: clients use a metadata-document client_id only when told.
+    document["client_id_metadata_document_supported"] = settings.client_id_metadata_documents
+    if not settings.dynamic_registration:
+        document.pop("registration_endpoint", None)
+    return document
+
+
+def build_cimd_resolver(settings: ProviderSettings, repo: Repository, clock: Clock) -> CimdResolver | None:
+    if not settings.client_id_metadata_documents:
+        return None
+    return CimdResolver(
+        load=repo.load_client_document,
+        save=repo.save_client_document,
+        fetcher=CimdFetcher(allow_loopback=settings.cimd_allow_loopback, ca_bundle=settings.cimd_ca_bundle),
+        policy=DomainPolicy(
+            allow=settings.cimd_allowed_domains,
+            deny=settings.cimd_denied_domains,
+            trusted=settings.cimd_trusted_domains,
+        ),
+        private_use_schemes=settings.private_use_schemes,
+        allowed_redirect_hosts=settings.allowed_redirect_hosts,
+        clock=clock.now,
+    )
 
 
 class OIDCProvider:
@@ -73,6 +108,7 @@ class OIDCProvider:
         claims_mapper: ClaimsMapper | None = None,
         clock: Clock | None = None,
         encryption_keys: str | None = None,
+        upstream: UpstreamProvider | None = None,
     ) -> None:
         if store is None:
             from key_value.aio.stores.memory import MemoryStore
@@ -85,6 +121,8 @@ class OIDCProvider:
         self._jwks = jwks
         self._secret_key = secret_key
         self._claims_mapper = claims_mapper or default_claims_mapper
+        #: An IdP that fits no preset (issue 11): any :class:`UpstreamProvider`.
+        self._upstream = upstream
         self._clock = clock or SystemClock()
         self._repo = Repository(store)
         self._ctx: Context | None = None
@@ -100,7 +138,9 @@ class OIDCProvider:
                 "resource_server_url": settings.resource_urls[0],
                 "required_scopes": list(settings.required_scopes) or None,
                 "client_registration_options": ClientRegistrationOptions(
-                    enabled=True, valid_scopes=list(settings.scopes), default_scopes=list(settings.scopes)
+                    enabled=settings.dynamic_registration,
+                    valid_scopes=list(settings.scopes),
+                    default_scopes=list(settings.scopes),
                 ),
                 "revocation_options": RevocationOptions(enabled=True),
                 **_auth_settings_kwargs(),
@@ -112,9 +152,13 @@ class OIDCProvider:
             self._auth.client_registration_options or ClientRegistrationOptions(),
             self._auth.revocation_options or RevocationOptions(),
         )
-        self._sdk_metadata = metadata.model_dump(mode="json", exclude_none=True)
-        #: Our issuer, byte-identical to the SDK's RFC 8414 document and RFC 9728 metadata.
-        self.issuer: str = self._sdk_metadata["issuer"]
+        #: Our issuer, one spelling on both SDK majors (mcp 1.x would add a trailing slash to a
+        #: path-less issuer): byte-identical in RFC 8414 and RFC 9728 metadata (rewritten by
+        #: :mod:`.web.metadata_documents`), OIDC discovery, the token ``iss`` and RFC 9207 ``iss``.
+        self.issuer: str = settings.issuer_url
+        self._sdk_metadata = authorization_server_metadata(
+            metadata.model_dump(mode="json", exclude_none=True), settings, self.issuer
+        )
 
     # life cycle
 
@@ -137,14 +181,17 @@ class OIDCProvider:
                             "kept in the same store; set ENCRYPTION_KEYS in production"
                         )
                     self._repo.sealer = self._sealer or Sealer.derived(keys.secret)
+                    cimd = build_cimd_resolver(self.settings, self._repo, self._clock)
                     self._ctx = Context(
                         settings=self.settings,
                         issuer=self.issuer,
                         repo=self._repo,
                         keys=keys,
-                        upstream=UpstreamClient(self.settings.upstream, self.settings.callback_url, self._clock),
+                        upstream=self._upstream
+                        or build_upstream(self.settings.upstream, self.settings.callback_url, self._clock),
                         clock=self._clock,
                         claims_mapper=self._claims_mapper,
+                        cimd=cimd,
                     )
         return self._ctx
 
@@ -156,7 +203,7 @@ class OIDCProvider:
         """
         ctx = await self._context()
         try:
-            await ctx.upstream.metadata()
+            await ctx.upstream.start()
         except OIDCProviderError as exc:
             raise ConfigurationError(exc.description) from exc
         logger.info("authorization server %s federating to %s", self.issuer, self.settings.upstream.issuer)
@@ -168,9 +215,9 @@ class OIDCProvider:
     def protect(self, app: ASGIApp) -> ASGIApp:
         """Wrap the ASGI app the SDK built with our HTTP-edge middlewares (:mod:`.web.protection`):
         the RFC 8707 check at /token, ``iss`` on the SDK's error redirects, 503 on a store outage,
-        rate and body limits. :meth:`mount` does this for you."""
+        rate and body limits, our metadata documents. :meth:`mount` does this for you."""
         self._protected = True
-        return protect(app, self.settings, self.issuer)
+        return protect(app, self.settings, self.issuer, self.sdk_metadata)
 
     def routes(self) -> ProviderRoutes:
         """Our endpoints, for a server that builds its own route list (the standalone server)."""

@@ -28,6 +28,7 @@ import httpx2
 from joserfc.jwk import ECKey, RSAKey
 from key_value.aio.protocols import AsyncKeyValue
 from mcp.server.auth.settings import AuthSettings
+from starlette.types import ASGIApp
 
 from . import bearer
 from .core.clock import Clock, SystemClock
@@ -37,6 +38,8 @@ from .crypto.minting import ACCESS_TOKEN_TYP
 from .crypto.sealing import Sealer
 from .store.repository import Repository
 from .upstream.vault import UpstreamTokenService
+from .web.metadata_documents import MetadataDocumentsMiddleware
+from .web.outage import StoreOutageMiddleware
 
 logger = logging.getLogger("mcp_oidc_provider.verifier")
 
@@ -95,6 +98,13 @@ class OIDCTokenVerifier:
     def auth_settings(self) -> AuthSettings:
         """``AuthSettings(issuer_url=<auth server>, resource_server_url=<this MCP server>)``."""
         return self._auth
+
+    def mount(self, server: Any, **streamable_http_app_kwargs: Any) -> ASGIApp:
+        """The SDK's app built with ``server.streamable_http_app(**kwargs)``, wrapped so a store
+        outage answers 503 (not 401) and the RFC 9728 metadata names the issuer exactly as
+        configured on both SDK majors. Serve what it returns."""
+        app = server.streamable_http_app(**streamable_http_app_kwargs)
+        return StoreOutageMiddleware(MetadataDocumentsMiddleware(app, issuer=self.issuer))
 
     async def aclose(self) -> None:
         if self._http is not None:

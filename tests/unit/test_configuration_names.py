@@ -93,7 +93,7 @@ def test_a_bad_value_in_the_file_is_named_with_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
-        ({"UPSTREAM_SCOPES": "email"}, "UPSTREAM_SCOPES=email (environment): UPSTREAM_SCOPES must include 'openid'"),
+        ({"UPSTREAM_SCOPES": "email"}, "UPSTREAM_SCOPES must include 'openid'"),
         ({"REQUIRED_SCOPES": "admin"}, "REQUIRED_SCOPES must be a subset of scopes"),
         ({"UPSTREAM_EXTRA_AUTHORIZE_PARAMS": "audience=x"}, "UPSTREAM_EXTRA_AUTHORIZE_PARAMS (environment) is not"),
         ({"STATIC_CLIENTS": '[{"client_id": "a", "redirect_uris": ["javascript:x"]}]'}, "STATIC_CLIENTS: client 'a'"),

@@ -33,6 +33,9 @@ Event = Literal[
     "refresh_token.concurrent_reuse",
     "grant.revoked",
     "resource.refused",
+    "cimd.refused",
+    # issue 8 §2
+    "login.unapproved",
 ]
 
 SAFE_FIELDS = frozenset({"client_id", "grant_id", "subject", "error", "reason", "resource"})

@@ -1,7 +1,8 @@
 """Which redirect URIs a client may register (RFC 7591 §2, RFC 8252 §7, OAuth 2.1 §2.3.1).
 
 - ``https`` URIs with a host;
-- ``http`` only on a loopback host (RFC 8252 §7.3, §8.3);
+- ``http`` only on a loopback host (RFC 8252 §7.3, §8.3), and like ``https`` without user
+  information: ``http://www.bank.example:443@127.0.0.1/cb`` reads as a bank (RFC 3986 §7.6);
 - private-use schemes from an allow-list, matched on the whole scheme (RFC 8252 §7.1),
   never by string prefix;
 - never a fragment (RFC 6749 §3.1.2), never ``javascript:``, ``data:``, ``file:`` and the like.
@@ -29,6 +30,15 @@ def is_loopback_host(host: str | None) -> bool:
 
 class RedirectUriRefused(ValueError):
     pass
+
+
+def has_user_info(uri: str) -> bool:
+    """RFC 3986 §7.6: user information in a URI misleads whoever reads it as the host."""
+    try:
+        netloc = urlsplit(uri).netloc
+    except ValueError:
+        return True
+    return "@" in netloc
 
 
 def ensure_redirect_uri_allowed(
@@ -66,6 +76,8 @@ def ensure_redirect_uri_allowed(
     if scheme == "http":
         if not loopback:
             raise RedirectUriRefused("http redirect URIs are allowed only on loopback (RFC 8252 section 7.3)")
+        if has_user_info(uri):
+            raise RedirectUriRefused("redirect URIs must not contain user information (RFC 3986 section 7.6)")
         if application_type == "web":
             raise RedirectUriRefused("web clients must use https redirect URIs (SEP-837)")
         return

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from .presets import PRESETS, PresetName
 from .redirect_policy import (
     DEFAULT_PRIVATE_USE_SCHEMES,
     RedirectUriRefused,
@@ -51,19 +52,43 @@ class UpstreamSettings(BaseModel):
     #: ``{"access_type": "offline", "prompt": "consent"}`` for Google.
     extra_authorize_params: Mapping[str, str] = Field(default_factory=dict)
     timeout_seconds: float = 10.0
+    # --- issue 11: presets (see core/presets.py and docs/IDPS.md) ---
+    #: The IdP family: fills in its quirks (issuer, scopes, authorization parameters).
+    preset: PresetName = "oidc"
+    #: Auth0: the API identifier sent as ``audience`` (a JWT access token for that API).
+    audience: str | None = None
+    #: Entra ID: tenant ids (the ID token's ``tid``) allowed to log in; empty: any tenant.
+    allowed_tenants: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") in PRESETS:
+            defaults = PRESETS[data["preset"]]
+            if defaults.issuer is not None and not data.get("issuer"):
+                data = {**data, "issuer": defaults.issuer}
+            if data.get("scopes") is None:
+                data = {**data, "scopes": defaults.scopes}
+        return data
+
+    @model_validator(mode="after")
+    def _preset_consistent(self) -> UpstreamSettings:
+        if PRESETS[self.preset].oidc and "openid" not in self.scopes:
+            raise ValueError("upstream scopes must include 'openid' (OIDC Core §3.1.2.1)")
+        if self.audience is not None and self.preset not in ("auth0", "oidc"):
+            raise ValueError("upstream audience is an Auth0 parameter; use extra_authorize_params for others")
+        if self.allowed_tenants and self.preset != "entra":
+            raise ValueError("upstream allowed_tenants applies to the entra preset only")
+        if self.preset == "entra" and "resource" in self.extra_authorize_params:
+            # Entra v2.0 answers AADSTS9010010 to a `resource` next to scopes: never forward one.
+            raise ValueError("the entra preset never sends `resource`; remove it from extra_authorize_params")
+        return self
 
     @field_validator("issuer")
     @classmethod
     def _issuer_is_https_or_loopback(cls, value: str) -> str:
         # Kept byte for byte: OIDC Discovery §4.3 compares the discovered issuer exactly.
         return _check_base_url(value, "upstream issuer")
-
-    @field_validator("scopes")
-    @classmethod
-    def _openid_scope_present(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if "openid" not in value:
-            raise ValueError("upstream scopes must include 'openid' (OIDC Core §3.1.2.1)")
-        return value
 
     @model_validator(mode="after")
     def _secret_matches_auth_method(self) -> UpstreamSettings:
@@ -150,6 +175,22 @@ class ProviderSettings(BaseModel):
     #: RFC 8252 §7.1 private-use URI schemes native MCP clients register, matched whole.
     private_use_schemes: tuple[str, ...] = DEFAULT_PRIVATE_USE_SCHEMES
 
+    # issue 9: client identity (MCP 2026-07-28 "Client Registration")
+    #: Accept Client ID Metadata Documents: an https URL ``client_id`` naming the client's metadata.
+    client_id_metadata_documents: bool = True
+    #: RFC 7591 dynamic registration at /register (deprecated by the MCP specification of 2026-07-28).
+    dynamic_registration: bool = True
+    #: CIMD hosts allowed (exact or ``*.suffix``); empty: every public host.
+    cimd_allowed_domains: tuple[str, ...] = ()
+    #: CIMD hosts refused, whatever else says.
+    cimd_denied_domains: tuple[str, ...] = ()
+    #: CIMD hosts whose clients skip the consent page (only hosts you operate or fully trust).
+    cimd_trusted_domains: tuple[str, ...] = ()
+    #: DEVELOPMENT ONLY: fetch metadata documents from loopback addresses (tests, local clients).
+    cimd_allow_loopback: bool = False
+    #: A CA bundle (PEM path) to verify metadata-document hosts with instead of the system's.
+    cimd_ca_bundle: str | None = None
+
     @field_validator("issuer_url")
     @classmethod
     def _issuer_ok(cls, value: str) -> str:
@@ -187,6 +228,11 @@ class ProviderSettings(BaseModel):
             logger.warning(
                 "CONSENT IS OFF: any registered client can obtain a code for a user with a live IdP session; "
                 "use it only when every client is trusted"
+            )
+        if self.cimd_allow_loopback:
+            logger.warning(
+                "DEVELOPMENT ONLY: client metadata documents may be fetched from loopback addresses "
+                "(cimd_allow_loopback); never do this in production"
             )
         if self.upstream.is_insecure_development:
             logger.warning(

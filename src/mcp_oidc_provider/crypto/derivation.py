@@ -10,7 +10,11 @@ Label                        Derived value
 ``client-secret``            a confidential client's secret, never stored
 ``browser-binding``          the digest of a login's browser binding, as stored
 ``consent-csrf``             the consent form's anti-CSRF token
-``consent-remembered``       the MAC of a remembered consent
+``consent-remembered``       the MAC of a remember cookie (approval id, client, browser)
+``browser-binding-cookie``   the MAC half of the browser-binding cookie (``id.mac``)
+``consent-approval-key``     the store key of a remembered approval, from its id
+``consent-approval``         the MAC inside a remembered approval record
+``login-approval``           the MAC of a login's approval marker, required at the callback
 ``mcp-oidc-provider at-rest`` the Fernet key sealing grants (HKDF, RFC 5869)
 ===========================  =====================================================
 """
@@ -25,7 +29,17 @@ from typing import Literal
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-Label = Literal["client-secret", "browser-binding", "consent-csrf", "consent-remembered"]
+Label = Literal[
+    "client-secret",
+    "browser-binding",
+    "consent-csrf",
+    "consent-remembered",
+    # issue 8 §2: consent is a record, the browser binding a value the server minted
+    "browser-binding-cookie",
+    "consent-approval-key",
+    "consent-approval",
+    "login-approval",
+]
 
 SEALING_INFO = b"mcp-oidc-provider at-rest"
 

@@ -3,11 +3,12 @@
 The flow, as named checks:
 
 1. :func:`claim_login_transaction`: the ``state`` must name a live login of this browser
-   (:func:`ensure_same_browser`); it is consumed, so a replayed, forged or transplanted
-   callback fails (RFC 6749 §10.12, RFC 9700 §4.7);
+   (:func:`ensure_same_browser`) that was approved (:func:`is_approved`: the marker written at
+   the consent step); it is consumed, so a replayed, forged, transplanted or never approved
+   callback fails (RFC 6749 §10.12, RFC 9700 §4.7, MCP security best practices);
 2. :func:`ensure_no_upstream_error`: an IdP error becomes the client's OAuth error;
 3. exchange the code upstream with our PKCE verifier (RFC 7636 §4.5);
-4. validate the ID token (:mod:`.upstream.id_token`);
+4. the user's identity (:meth:`.upstream.protocol.UpstreamProvider.identity`: the ID token);
 5. :func:`record_grant_and_code`: store the grant (user, claims, upstream tokens) and a
    single-use code bound to the client, redirect URI, PKCE challenge and resource;
 6. redirect to the client with ``code``, its ``state`` and ``iss`` (RFC 9207 §2).
@@ -28,7 +29,6 @@ from ..core.errors import (
     OIDCProviderError,
     UnknownLoginTransaction,
     UpstreamError,
-    UpstreamIdTokenInvalid,
     UpstreamUnavailable,
     authorize_error_code,
 )
@@ -36,7 +36,7 @@ from ..crypto.minting import new_code, new_grant_id
 from ..store.records import CodeRecord, GrantRecord, LoginTransaction
 from ..upstream.client import tokens_from_response
 from .context import Context
-from .login import client_redirect, ensure_same_browser, is_plausible_login_id
+from .login import client_redirect, ensure_same_browser, is_approved, is_plausible_login_id, verified_binding
 
 logger = logging.getLogger("mcp_oidc_provider.callback")
 
@@ -54,7 +54,8 @@ class CallbackResult:
 
 
 async def claim_login_transaction(ctx: Context, state: str | None, browser: str | None) -> LoginTransaction:
-    """The ``state`` must name a live login owned by this browser; it is consumed once."""
+    """The ``state`` must name a live, approved login owned by this browser (its verified
+    binding id); it is consumed once, with its approval marker."""
     if not is_plausible_login_id(state):
         raise UnknownLoginTransaction("The login request is missing or malformed; start again from your application")
     found = await ctx.repo.load_login(state)
@@ -62,9 +63,15 @@ async def claim_login_transaction(ctx: Context, state: str | None, browser: str 
         audit.emit("login.unknown_state", logging.WARNING)
         raise UnknownLoginTransaction("This login has expired or was already used; start again from your application")
     ensure_same_browser(ctx, found[0], browser)
+    if not await is_approved(ctx, state, browser, found[0]):
+        audit.emit("login.unapproved", logging.WARNING, client_id=found[0].client_id)
+        raise UnknownLoginTransaction(
+            "This login was not approved on the consent page; start again from your application"
+        )
     txn = await ctx.repo.claim_login(state)
     if txn is None:
         raise UnknownLoginTransaction("This login was already used; start again from your application")
+    await ctx.repo.delete_login_approval(state)
     return txn
 
 
@@ -117,9 +124,9 @@ async def record_grant_and_code(
     return code
 
 
-async def complete_login(ctx: Context, query: Mapping[str, str], browser: str | None) -> CallbackResult:
+async def complete_login(ctx: Context, query: Mapping[str, str], binding_cookie: str | None) -> CallbackResult:
     try:
-        txn = await claim_login_transaction(ctx, query.get("state"), browser)
+        txn = await claim_login_transaction(ctx, query.get("state"), verified_binding(ctx, binding_cookie))
     except UnknownLoginTransaction as exc:
         return CallbackResult(error=exc.code, error_description=exc.description)
     try:
@@ -128,10 +135,7 @@ async def complete_login(ctx: Context, query: Mapping[str, str], browser: str | 
         if not upstream_code:
             raise UpstreamError("The identity provider returned no authorization code")
         token = await ctx.upstream.exchange_code(code=upstream_code, code_verifier=txn.code_verifier)
-        id_token = token.get("id_token")
-        if not isinstance(id_token, str):
-            raise UpstreamIdTokenInvalid("The identity provider returned no ID token")
-        claims = await ctx.upstream.validate_id_token(id_token, txn.nonce)
+        claims = await ctx.upstream.identity(token, txn.nonce)
         code = await record_grant_and_code(ctx, txn, claims, token)
     except OIDCProviderError as exc:
         event: audit.Event = "upstream.unreachable" if isinstance(exc, UpstreamUnavailable) else "upstream.login_failed"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from mcp.shared.auth import OAuthClientInformationFull
 
+from ..cimd import CimdError, is_client_id_url
 from ..core import audit
 from ..core.errors import registration_error
 from ..core.models import FederatedClient
@@ -75,10 +76,30 @@ def static_client_info(ctx: Context, client_id: str) -> FederatedClient | None:
     )
 
 
+async def resolve_metadata_document(ctx: Context, client_id: str) -> FederatedClient | None:
+    """CIMD (draft-ietf-oauth-client-id-metadata-document §4-5): fetch, validate and cache the
+    document the ``client_id`` URL names; any failure is "no such client" (an OAuth
+    ``invalid_client`` at /token and /revoke, an error page at /authorize: RFC 6749 §4.1.2.1
+    forbids redirecting for an invalid client), and nothing is stored for it."""
+    if ctx.cimd is None:
+        return None
+    try:
+        resolved = await ctx.cimd.resolve(client_id)
+    except CimdError as exc:
+        audit.emit("cimd.refused", reason=exc.reason)
+        return None
+    metadata = dict(resolved.metadata)
+    # A document rarely names scopes; like a registration without any, it gets ours (RFC 7591 §2).
+    metadata.setdefault("scope", " ".join(ctx.settings.scopes))
+    return FederatedClient.model_validate(metadata)
+
+
 async def load_client(ctx: Context, client_id: str) -> OAuthClientInformationFull | None:
     static = static_client_info(ctx, client_id)
     if static is not None:
         return static
+    if is_client_id_url(client_id):
+        return await resolve_metadata_document(ctx, client_id)
     found = await ctx.repo.load_client_with_ttl(client_id)
     if found is None:
         return None

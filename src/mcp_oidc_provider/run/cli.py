@@ -36,7 +36,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_argument(serve)
+    doctor = commands.add_parser(
+        "doctor", help="check that the configured upstream IdP offers what this package needs (exit 1: problems)"
+    )
+    from .doctor import add_arguments as doctor_arguments
+
+    doctor_arguments(doctor)
     args = parser.parse_args(argv)
+    if args.command == "doctor":
+        from .doctor import run as doctor_run
+
+        return doctor_run(args)
     if args.command == "serve":
         from .standalone import main as serve_main
 

@@ -59,6 +59,7 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from ..core.errors import ConfigurationError
+from ..core.presets import PRESETS
 from ..core.redirect_policy import is_loopback_host
 from ..core.settings import ProviderSettings, UpstreamSettings
 from ..crypto.keys import parse_jwks_json
@@ -204,7 +205,7 @@ _RENAMED = {("upstream", "token_endpoint_auth_method"): "UPSTREAM_AUTH_METHOD"}
 _DEFAULT_TEXT = {
     "BASE_URL": "http://HOST:PORT (loopback only)",
     "RESOURCE_URLS": "BASE_URL/mcp",
-    "UPSTREAM_ISSUER": "unset: an embedded development IdP",
+    "UPSTREAM_ISSUER": "the UPSTREAM_PRESET's if it has one, else an embedded development IdP",
     "UPSTREAM_CLIENT_ID": "required with UPSTREAM_ISSUER",
     "UPSTREAM_AUTH_METHOD": "client_secret_basic, or none without a secret",
     "JWKS": "generated once, kept in the store",
@@ -576,6 +577,11 @@ def _explain(
             parts.append(f"{name} is required" + (f": {meaning}" if meaning else ""))
             continue
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rest)
+        if error["type"] == "literal_error" and variable is not None and not rest:
+            choices = get_args(_without_none(variable.info.annotation))
+            given = f", not {error['input']!r}" if not variable.secret else ""
+            parts.append(f"{name} must be one of {', '.join(map(str, choices))}{given}{origin.of(name)}")
+            continue
         secret = variable is None or variable.secret or name in _SECRET_NAMES
         shown = ""
         raw = origin.environ.get(name)
@@ -680,12 +686,14 @@ def load_env_config(
         raise ConfigurationError(_explain(exc, lambda loc: _flat_name(loc, by_name), by_name, origin)) from None
     base_url = _listen_url(deployment.host, deployment.port, deployment.base_url)
     upstream = dict(values["upstream"])
-    issuer = upstream.pop("issuer", None)
+    preset = PRESETS[upstream.get("preset", "oidc")]
+    issuer = upstream.pop("issuer", None) or preset.issuer
     client_id = upstream.pop("client_id", None)
     secret = upstream.pop("client_secret", None)
     if issuer is not None and client_id is None:
+        given = "UPSTREAM_ISSUER" if "issuer" in values["upstream"] else f"UPSTREAM_PRESET={upstream['preset']}"
         raise ConfigurationError(
-            "UPSTREAM_ISSUER is set: set UPSTREAM_CLIENT_ID to the client id registered for this server at the IdP"
+            f"{given} needs UPSTREAM_CLIENT_ID: the client id registered for this server at the IdP"
         )
     client_secret = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
     auth_method = upstream.pop("token_endpoint_auth_method", "client_secret_basic" if client_secret else "none")
@@ -699,7 +707,7 @@ def load_env_config(
         upstream_issuer=issuer,
         upstream_client_id=client_id,
         upstream_client_secret=client_secret,
-        upstream_scopes=tuple(upstream.get("scopes", UpstreamSettings.model_fields["scopes"].default)),
+        upstream_scopes=tuple(upstream.get("scopes", preset.scopes)),
         upstream_auth_method=auth_method,
         resource_urls=resource_urls,
         secret_key=deployment.secret_key,
@@ -754,6 +762,11 @@ def load_resource_server_config(
         secret_key=deployment.secret_key,
         encryption_keys=deployment.encryption_keys,
     )
+
+
+def environment_with(overrides: Mapping[str, str]) -> dict[str, str]:
+    """The process environment with some variables replaced (command-line options)."""
+    return {**os.environ, **overrides}
 
 
 def secret_key_from_env(environ: Mapping[str, str] | None = None) -> bytes | None:

@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import secrets
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
@@ -27,7 +26,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from ..core.errors import ConfigurationError
 from ..core.settings import ProviderSettings
-from ..store.backends import store_from_url
+from ..store.backends import DEFAULT_TIMEOUT, ensure_store_reachable, store_from_url
 from ..store.repository import Repository
 from .devidp import DEV_CLIENT_ID, DEV_CLIENT_SECRET, run_dev_idp
 from .env import EnvConfig, Variable, load_env_config, variables_help
@@ -36,68 +35,22 @@ logger = logging.getLogger("mcp_oidc_provider.launch")
 
 Serve = Callable[[EnvConfig, ProviderSettings, AsyncKeyValue], Awaitable[None]]
 
-_PROBE_COLLECTION = "mcp-oidc-startup-probe"
-_DEFAULT_PORTS = {"redis": 6379, "rediss": 6379, "valkey": 6379, "valkeys": 6379, "postgresql": 5432, "postgres": 5432}
-
 
 def _exit_after_drain(signum: int, frame: object) -> None:
     # uvicorn drains on SIGTERM, then re-raises the signal to the previous handler: this one.
     raise SystemExit(0)
 
 
-def redacted(url: str) -> str:
-    """The store URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
 async def open_store(url: str, within_seconds: float) -> AsyncKeyValue:
-    """The store at ``url``, once it has answered a write, a read and a delete within ``within_seconds``.
+    """The store at ``url``, once it has answered a write, a read and a delete within
+    ``within_seconds`` (:func:`~mcp_oidc_provider.store.backends.ensure_store_reachable`).
 
     Raises a one-line :class:`ConfigurationError` naming ``STORE_URL`` (password redacted): a
     refused connection fails at once, a server that accepts and never answers at the deadline.
     """
-    shown = redacted(url)
-    key = secrets.token_hex(8)
-    parts = urlsplit(url)
-    port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
-    try:
-        store = store_from_url(url)
-        with anyio.fail_after(within_seconds):
-            if parts.hostname and port:
-                # A refused connection is known at once; store clients retry it with back-off.
-                await (await anyio.connect_tcp(parts.hostname, port)).aclose()
-            await store.put(key=key, value={"probe": True}, collection=_PROBE_COLLECTION, ttl=60)
-            if await store.get(key=key, collection=_PROBE_COLLECTION) is None:
-                raise ConfigurationError(f"STORE_URL={shown}: the store lost a value just written; check the store")
-            await store.delete(key=key, collection=_PROBE_COLLECTION)
-    except TimeoutError:
-        raise ConfigurationError(
-            f"STORE_URL={shown}: no answer within {within_seconds:g} s; check that the store is up and reachable "
-            "(STORE_TIMEOUT_SECONDS sets the deadline)"
-        ) from None
-    except ConfigurationError as exc:
-        if str(exc).startswith("STORE_URL"):
-            raise
-        raise ConfigurationError(f"STORE_URL={shown}: {exc}") from None
-    except Exception as exc:
-        raise ConfigurationError(
-            f"STORE_URL={shown}: cannot reach the store ({_reason(exc, url)}); start it or fix STORE_URL"
-        ) from None
+    store = store_from_url(url, timeout=min(within_seconds, DEFAULT_TIMEOUT))
+    await ensure_store_reachable(store, url, within_seconds)
     return store
-
-
-def _reason(exc: BaseException, url: str) -> str:
-    """The innermost cause, one line, never the password."""
-    while exc.__cause__ is not None or exc.__context__ is not None:
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    password = urlsplit(url).password
-    return (text.replace(password, "***") if password else text)[:200]
 
 
 def uvicorn_config(app: Any, host: str, port: int, forwarded_allow_ips: Sequence[str]) -> uvicorn.Config:

@@ -31,4 +31,4 @@ def is_store_failure(exc: BaseException) -> bool:
     if isinstance(exc, (OSError, ConnectionError, TimeoutError)):
         return True
     module = type(exc).__module__
-    return module.startswith(("redis", "key_value", "valkey", "diskcache", "sqlite3"))
+    return module.startswith(("redis", "key_value", "valkey", "glide", "asyncpg", "diskcache", "sqlite3"))

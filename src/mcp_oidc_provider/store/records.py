@@ -119,3 +119,38 @@ class PublicKeySet(Record):
 class SealedPart(BaseModel):
     claims: dict[str, Any] = Field(default_factory=dict)
     upstream: UpstreamTokens | None = None
+
+
+class ClientDocumentRecord(Record):
+    """A fetched and validated Client ID Metadata Document, with its freshness (:mod:`..cimd.cache`)."""
+
+    document: dict[str, Any]
+
+
+# issue 8 §2: an approval is a record, never a cookie alone.
+
+
+class ConsentApproval(Record):
+    """A remembered consent: what one browser approved for one client, and nothing wider.
+
+    Keyed by an HMAC of the approval id the remember cookie carries; ``mac`` (under a
+    server-only label, over every field and the browser binding) makes a record written by
+    anyone without the server's secret worthless.
+    """
+
+    client_id: str
+    redirect_uri: str
+    resource: str
+    scopes: list[str]
+    expires_at: float
+    mac: str
+
+
+class LoginApproval(Record):
+    """The user approved this login (or the server decided no consent was needed).
+
+    Keyed by the digest of the login id; ``mac`` covers the login id, the browser binding and
+    the request parameters. The callback refuses a login without a valid one.
+    """
+
+    mac: str

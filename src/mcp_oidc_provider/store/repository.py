@@ -15,16 +15,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from key_value.aio.protocols import AsyncKeyValue
 
 from ..crypto.sealing import Sealer, SealError
 from .records import (
+    ClientDocumentRecord,
     ClientRecord,
     CodeRecord,
+    ConsentApproval,
     GrantRecord,
     KeyMaterial,
+    LoginApproval,
     LoginTransaction,
     PublicKeySet,
     Record,
@@ -100,6 +103,7 @@ class Repository:
         self._spent_refresh = Collection(kv, "spent-refresh-tokens", SpentMarker)
         self._keys = Collection(kv, "keys", KeyMaterial)
         self._public_keys = Collection(kv, "public-keys", PublicKeySet)
+        self._client_documents = Collection(kv, "client-documents", ClientDocumentRecord)
 
     # clients (RFC 7591)
     async def save_client(self, client_id: str, record: ClientRecord, ttl: float) -> None:
@@ -215,6 +219,14 @@ class Repository:
     async def spent_refresh_token(self, token: str) -> SpentMarker | None:
         return await self._spent_refresh.get(digest(token))
 
+    # client metadata documents (CIMD), keyed by the SHA-256 of their URL
+    async def load_client_document(self, url_digest: str) -> dict[str, Any] | None:
+        record = await self._client_documents.get(url_digest)
+        return record.document if record is not None else None
+
+    async def save_client_document(self, url_digest: str, document: dict[str, Any], ttl: float) -> None:
+        await self._client_documents.put(url_digest, ClientDocumentRecord(document=document), ttl)
+
     # signing keys
     async def load_keys(self) -> KeyMaterial | None:
         return await self._keys.get("signing")
@@ -227,3 +239,25 @@ class Repository:
 
     async def save_public_keys(self, keys: PublicKeySet, ttl: float) -> None:
         await self._public_keys.put("current", keys, ttl)
+
+    # issue 8 §2: remembered approvals and per-login approval markers
+    def _consent_approvals(self) -> Collection[ConsentApproval]:
+        return Collection(self.kv, "consent-approvals", ConsentApproval)
+
+    def _login_approvals(self) -> Collection[LoginApproval]:
+        return Collection(self.kv, "login-approvals", LoginApproval)
+
+    async def save_consent_approval(self, key: str, record: ConsentApproval, ttl: float) -> None:
+        await self._consent_approvals().put(key, record, ttl)
+
+    async def load_consent_approval(self, key: str) -> ConsentApproval | None:
+        return await self._consent_approvals().get(key)
+
+    async def save_login_approval(self, state: str, record: LoginApproval, ttl: float) -> None:
+        await self._login_approvals().put(digest(state), record, ttl)
+
+    async def load_login_approval(self, state: str) -> LoginApproval | None:
+        return await self._login_approvals().get(digest(state))
+
+    async def delete_login_approval(self, state: str) -> bool:
+        return await self._login_approvals().delete(digest(state))

@@ -4,16 +4,21 @@ OIDC Core §3.1.2.1: we send ``state`` (our login transaction id), ``nonce`` and
 S256 challenge (RFC 7636 §4.3, required by OAuth 2.1 whatever the IdP enforces). At the token
 endpoint we authenticate with ``client_secret_basic`` unless configured otherwise (RFC 6749
 §2.3.1: every authorization server supports it).
+
+:class:`UpstreamClient` is the :class:`~.protocol.UpstreamProvider` for OpenID Connect IdPs;
+presets shape its requests through :mod:`.shaping`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
 import httpx2
+from authlib.integrations.base_client import OAuthError  # type: ignore[import-untyped]
 from authlib.integrations.httpx_client import AsyncOAuth2Client  # type: ignore[import-untyped]
 from authlib.oauth2.rfc6749 import OAuth2Error  # type: ignore[import-untyped]
 from joserfc.errors import JoseError
@@ -25,6 +30,7 @@ from ..core.models import UpstreamTokens
 from ..core.settings import UpstreamSettings
 from .discovery import UpstreamMetadata, discover
 from .id_token import allowed_algorithms, validate_id_token
+from .shaping import accepted_issuer, authorize_params, entra_issuer_template, request_scopes
 
 logger = logging.getLogger("mcp_oidc_provider.upstream")
 
@@ -32,6 +38,8 @@ JWKS_REFETCH_COOLDOWN_SECONDS = 30.0
 
 
 class UpstreamClient:
+    """An OpenID Connect IdP (OIDC Core §3.1, authorization code flow); every preset but GitHub."""
+
     def __init__(self, settings: UpstreamSettings, redirect_uri: str, clock: Clock) -> None:
         self.settings = settings
         self.redirect_uri = redirect_uri
@@ -42,6 +50,9 @@ class UpstreamClient:
         self._jwks_fetched_at = 0.0
         self._lock = anyio.Lock()
 
+    async def start(self) -> None:
+        await self.metadata()
+
     async def aclose(self) -> None:
         await self._http.aclose()
 
@@ -50,7 +61,9 @@ class UpstreamClient:
         if self._metadata is None:
             async with self._lock:
                 if self._metadata is None:
-                    self._metadata = await discover(self._http, self.settings.issuer)
+                    self._metadata = await discover(
+                        self._http, self.settings.issuer, lambda published: accepted_issuer(self.settings, published)
+                    )
         return self._metadata
 
     def _oauth(self, metadata: UpstreamMetadata) -> AsyncOAuth2Client:
@@ -60,7 +73,7 @@ class UpstreamClient:
             client_secret=secret,
             token_endpoint_auth_method=self.settings.token_endpoint_auth_method,
             redirect_uri=self.redirect_uri,
-            scope=" ".join(self.settings.scopes),
+            scope=" ".join(request_scopes(self.settings)),
             code_challenge_method="S256",
             timeout=self.settings.timeout_seconds,
         )
@@ -73,7 +86,7 @@ class UpstreamClient:
                 state=state,
                 nonce=nonce,
                 code_verifier=code_verifier,
-                **dict(self.settings.extra_authorize_params),
+                **authorize_params(self.settings),
             )
         return str(url)
 
@@ -91,7 +104,7 @@ class UpstreamClient:
                 )
         except httpx2.TransportError as exc:
             raise UpstreamUnavailable("The identity provider could not be reached") from exc
-        except (OAuth2Error, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except (OAuth2Error, OAuthError, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
             logger.warning("upstream token endpoint refused the code: %s", type(exc).__name__)
             raise UpstreamError("The identity provider refused to complete the login") from exc
         return dict(token)
@@ -103,7 +116,7 @@ class UpstreamClient:
                 token = await oauth.refresh_token(metadata.token_endpoint, refresh_token=refresh_token)
         except httpx2.TransportError as exc:
             raise UpstreamUnavailable("The identity provider could not be reached") from exc
-        except (OAuth2Error, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except (OAuth2Error, OAuthError, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
             raise UpstreamError("The identity provider refused to refresh the tokens") from exc
         return dict(token)
 
@@ -140,11 +153,20 @@ class UpstreamClient:
                     client_id=self.settings.client_id,
                     nonce=nonce,
                     now=self._clock.now,
+                    issuer_template=entra_issuer_template(self.settings),
+                    allowed_tenants=self.settings.allowed_tenants,
                 )
             except UpstreamIdTokenInvalid:
                 if force:
                     raise
         raise AssertionError("unreachable")
+
+    async def identity(self, token: Mapping[str, Any], nonce: str) -> dict[str, Any]:
+        """The validated ID token's claims (OIDC Core §3.1.3.3: the token response carries one)."""
+        id_token = token.get("id_token")
+        if not isinstance(id_token, str):
+            raise UpstreamIdTokenInvalid("The identity provider returned no ID token")
+        return await self.validate_id_token(id_token, nonce)
 
 
 def tokens_from_response(token: dict[str, Any], now: float) -> UpstreamTokens:

@@ -5,6 +5,10 @@ Checked: the signature against the upstream JWKS with an algorithm the IdP adver
 contains our client id (step 3) and, with several audiences, ``azp`` is our client id (steps
 4-5); ``exp`` in the future (step 9); ``iat`` present (step 10); ``nonce`` equals the one we
 sent (step 11); ``sub`` present (§2).
+
+Entra ID's multi-tenant endpoint (issue 11) publishes ``https://login.microsoftonline.com/
+{tenantid}/v2.0``: with ``issuer_template`` the expected ``iss`` is that template filled with
+the signed token's own ``tid``, and ``allowed_tenants`` (when not empty) must contain the ``tid``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
 from ..core.clock import CLOCK_SKEW_SECONDS
-from ..core.errors import UpstreamIdTokenInvalid
+from ..core.errors import AccessDenied, UpstreamIdTokenInvalid
+from ..core.presets import ENTRA_TENANT_PLACEHOLDER
 
 ASYMMETRIC_ALGS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"})
 
@@ -37,12 +42,19 @@ def validate_id_token(
     client_id: str,
     nonce: str,
     now: Callable[[], float],
+    issuer_template: str | None = None,
+    allowed_tenants: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     try:
         decoded = jwt.decode(id_token, keys, algorithms=algorithms)
     except (JoseError, ValueError, TypeError, RecursionError) as exc:
         raise UpstreamIdTokenInvalid("The identity provider's ID token could not be verified") from exc
     claims = dict(decoded.claims)
+    tenant = claims.get("tid")
+    if issuer_template is not None:
+        if not isinstance(tenant, str) or not tenant or "/" in tenant:
+            raise UpstreamIdTokenInvalid("The identity provider's ID token names no tenant")
+        issuer = issuer_template.replace(ENTRA_TENANT_PLACEHOLDER, tenant)
     registry = JWTClaimsRegistry(
         now=lambda: int(now()),
         leeway=CLOCK_SKEW_SECONDS,
@@ -62,4 +74,6 @@ def validate_id_token(
         raise UpstreamIdTokenInvalid("The identity provider's ID token has an unexpected authorized party")
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
         raise UpstreamIdTokenInvalid("The identity provider's ID token has no subject")
+    if allowed_tenants and tenant not in allowed_tenants:
+        raise AccessDenied("Accounts of this organization may not sign in here")
     return claims

@@ -18,7 +18,8 @@ from ..core.clock import Clock
 from ..core.errors import OIDCProviderError
 from ..core.models import FederatedAccessToken, UpstreamTokens, UpstreamTokenSource
 from ..store.repository import Repository
-from .client import UpstreamClient, tokens_from_response
+from .client import tokens_from_response
+from .protocol import UpstreamProvider
 
 logger = logging.getLogger("mcp_oidc_provider.upstream")
 
@@ -51,7 +52,7 @@ class UpstreamTokenService:
     proxy mode that holds no IdP credentials) the stored tokens are returned as they are.
     """
 
-    def __init__(self, repo: Repository, upstream: UpstreamClient | None, clock: Clock) -> None:
+    def __init__(self, repo: Repository, upstream: UpstreamProvider | None, clock: Clock) -> None:
         self._repo = repo
         self._upstream = upstream
         self._clock = clock

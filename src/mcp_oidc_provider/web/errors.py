@@ -17,9 +17,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Send
 
 from ..core.errors import safe_description
-from .consent_page import SECURITY_HEADERS
-
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+from .headers import NO_STORE, SECURITY_HEADERS
 
 
 def error_body(error: str, description: str) -> dict[str, str]:

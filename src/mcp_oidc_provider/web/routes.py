@@ -29,8 +29,9 @@ from starlette.routing import Route
 from ..flows import callback, consent
 from ..flows.authorize import CONSENT_PATH
 from ..flows.context import Context
-from .consent_page import SECURITY_HEADERS, render_page
-from .errors import NO_STORE, error_response
+from .consent_page import SECURITY_HEADERS, consent_headers, render_page
+from .errors import error_response
+from .headers import NO_STORE
 
 logger = logging.getLogger("mcp_oidc_provider.routes")
 
@@ -77,7 +78,7 @@ class ProviderRoutes:
         try:
             ctx = await self.context()
             result = await callback.complete_login(
-                ctx, dict(request.query_params), request.cookies.get(consent.BINDING_COOKIE)
+                ctx, dict(request.query_params), request.cookies.get(consent.binding_cookie_name(ctx.settings))
             )
         except Exception as exc:
             logger.error("callback failed unexpectedly: %s", type(exc).__name__)
@@ -92,11 +93,12 @@ class ProviderRoutes:
             response = RedirectResponse(outcome.location, status_code=302, headers=SECURITY_HEADERS)
         elif outcome.prompt is not None:
             page = render_page(outcome.prompt, self.consent_url)
-            response = HTMLResponse(page, status_code=outcome.status, headers=SECURITY_HEADERS)
+            response = HTMLResponse(page, status_code=outcome.status, headers=consent_headers(outcome.prompt))
         else:
             response = error_response(
                 request, outcome.status, outcome.error or "invalid_request", outcome.error_description or ""
             )
+        # __Host- cookies need Secure (RFC 6265bis §4.1.3.2); plain names only on loopback http.
         secure = self.is_https
         for cookie in outcome.cookies:
             response.set_cookie(

@@ -1,0 +1,158 @@
+"""GitHub as the upstream IdP: OAuth 2.0 without OpenID Connect, identity from its REST API.
+
+GitHub publishes no discovery document, no JWKS and no ID token. So the user is who GitHub's
+``GET /user`` says the access token belongs to (``sub`` is the numeric account id, which never
+changes, unlike the ``login``), and the e-mail is the primary, verified one of
+``GET /user/emails`` (scope ``user:email``). The login is still bound to this browser and this
+request by our ``state`` and PKCE (RFC 7636; GitHub checks S256 challenges), so no ``nonce``
+is needed. GitHub Enterprise Server: set the issuer to ``https://HOST`` (API at ``/api/v3``).
+
+Endpoints: https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/authorizing-oauth-apps
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import httpx2
+from authlib.integrations.base_client import OAuthError  # type: ignore[import-untyped]
+from authlib.integrations.httpx_client import AsyncOAuth2Client  # type: ignore[import-untyped]
+from authlib.oauth2.rfc6749 import OAuth2Error  # type: ignore[import-untyped]
+
+from ..core.clock import Clock
+from ..core.errors import UpstreamError, UpstreamUnavailable
+from ..core.settings import UpstreamSettings
+from .shaping import authorize_params, request_scopes
+
+logger = logging.getLogger("mcp_oidc_provider.upstream")
+
+GITHUB_COM = "https://github.com"
+#: GitHub answers its token endpoint in form encoding unless asked for JSON.
+_JSON = {"Accept": "application/json"}
+_API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+
+
+def github_endpoints(issuer: str) -> tuple[str, str, str]:
+    """(authorization endpoint, token endpoint, REST API base) for github.com or a GHES host."""
+    base = issuer.rstrip("/")
+    api = "https://api.github.com" if base == GITHUB_COM else base + "/api/v3"
+    return base + "/login/oauth/authorize", base + "/login/oauth/access_token", api
+
+
+class GitHubUpstream:
+    """The :class:`~.protocol.UpstreamProvider` for GitHub OAuth apps and GitHub apps."""
+
+    def __init__(self, settings: UpstreamSettings, redirect_uri: str, clock: Clock) -> None:
+        self.settings = settings
+        self.redirect_uri = redirect_uri
+        self._clock = clock
+        self.authorization_endpoint, self.token_endpoint, self.api = github_endpoints(settings.issuer)
+        self._http = httpx2.AsyncClient(timeout=settings.timeout_seconds, follow_redirects=False)
+
+    async def start(self) -> None:
+        """Nothing is published to fetch: the endpoints are fixed."""
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def _oauth(self) -> AsyncOAuth2Client:
+        secret = self.settings.client_secret.get_secret_value() if self.settings.client_secret else None
+        return AsyncOAuth2Client(
+            client_id=self.settings.client_id,
+            client_secret=secret,
+            token_endpoint_auth_method=self.settings.token_endpoint_auth_method,
+            redirect_uri=self.redirect_uri,
+            scope=" ".join(request_scopes(self.settings)),
+            code_challenge_method="S256",
+            timeout=self.settings.timeout_seconds,
+        )
+
+    async def authorization_url(self, *, state: str, nonce: str, code_verifier: str) -> str:
+        async with self._oauth() as oauth:
+            url, _ = oauth.create_authorization_url(
+                self.authorization_endpoint,
+                state=state,
+                code_verifier=code_verifier,
+                **authorize_params(self.settings),
+            )
+        return str(url)
+
+    async def exchange_code(self, *, code: str, code_verifier: str) -> dict[str, Any]:
+        try:
+            async with self._oauth() as oauth:
+                token = await oauth.fetch_token(
+                    self.token_endpoint,
+                    grant_type="authorization_code",
+                    code=code,
+                    code_verifier=code_verifier,
+                    redirect_uri=self.redirect_uri,
+                    headers=_JSON,
+                )
+        except httpx2.TransportError as exc:
+            raise UpstreamUnavailable("GitHub could not be reached") from exc
+        except (OAuth2Error, OAuthError, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("GitHub's token endpoint refused the code: %s", type(exc).__name__)
+            raise UpstreamError("GitHub refused to complete the login") from exc
+        return dict(token)
+
+    async def refresh(self, refresh_token: str) -> dict[str, Any]:
+        """GitHub apps with expiring user tokens only; OAuth apps' tokens do not expire."""
+        try:
+            async with self._oauth() as oauth:
+                token = await oauth.refresh_token(self.token_endpoint, refresh_token=refresh_token, headers=_JSON)
+        except httpx2.TransportError as exc:
+            raise UpstreamUnavailable("GitHub could not be reached") from exc
+        except (OAuth2Error, OAuthError, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
+            raise UpstreamError("GitHub refused to refresh the tokens") from exc
+        return dict(token)
+
+    async def _get(self, path: str, access_token: str) -> Any:
+        try:
+            response = await self._http.get(
+                self.api + path, headers={**_API_HEADERS, "Authorization": f"Bearer {access_token}"}
+            )
+        except httpx2.TransportError as exc:
+            raise UpstreamUnavailable("GitHub's API could not be reached") from exc
+        if response.status_code != 200:
+            raise UpstreamError(f"GitHub's API answered HTTP {response.status_code} for {path}")
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise UpstreamError(f"GitHub's API answered {path} with invalid JSON") from exc
+
+    async def identity(self, token: Mapping[str, Any], nonce: str) -> dict[str, Any]:
+        access_token = token.get("access_token")
+        if not isinstance(access_token, str) or not access_token:
+            raise UpstreamError("GitHub's token response has no access_token")
+        user = await self._get("/user", access_token)
+        if not isinstance(user, dict) or not isinstance(user.get("id"), int) or isinstance(user.get("id"), bool):
+            raise UpstreamError("GitHub's user API named no account id")
+        claims: dict[str, Any] = {"sub": str(user["id"])}
+        for ours, theirs in (
+            ("preferred_username", "login"),
+            ("name", "name"),
+            ("picture", "avatar_url"),
+            ("profile", "html_url"),
+        ):
+            if isinstance(user.get(theirs), str):
+                claims[ours] = user[theirs]
+        try:
+            emails = await self._get("/user/emails", access_token)
+        except UpstreamUnavailable:
+            raise
+        except UpstreamError:
+            emails = []  # no user:email scope granted: the profile's public e-mail is not verified
+        primary = (
+            next(
+                (e for e in emails if isinstance(e, dict) and e.get("primary") is True and e.get("verified") is True),
+                None,
+            )
+            if isinstance(emails, list)
+            else None
+        )
+        if primary is not None and isinstance(primary.get("email"), str):
+            claims["email"] = primary["email"]
+            claims["email_verified"] = True
+        return claims
