@@ -99,7 +99,7 @@ def test_a_bad_value_in_the_file_is_named_with_the_file(tmp_path: Path) -> None:
         ({"STATIC_CLIENTS": '[{"client_id": "a", "redirect_uris": ["javascript:x"]}]'}, "STATIC_CLIENTS: client 'a'"),
         ({"FORWARDED_ALLOW_IPS": "proxy.internal"}, "FORWARDED_ALLOW_IPS=proxy.internal (environment): "),
         ({"UPSTREAM_AUTH_METHOD": "client_secret_post", "UPSTREAM_CLIENT_SECRET": ""}, "UPSTREAM_AUTH_METHOD=none"),
-        ({"UPSTREAM_CLIENT_ID": ""}, "set UPSTREAM_CLIENT_ID"),
+        ({"UPSTREAM_CLIENT_ID": ""}, "UPSTREAM_ISSUER needs UPSTREAM_CLIENT_ID"),
     ],
 )
 def test_errors_name_the_variable_and_the_fix(environ: dict[str, str], message: str) -> None:
