@@ -104,7 +104,7 @@ class Login:
 
 def login(auth_base: str, resource: str) -> Login:
     """Register, authorize with PKCE S256 and a resource indicator, log in as alice, redeem the code."""
-    from mcp_oidc_provider.run.devidp import login_headlessly
+    from mcp_oidc_provider.run.headless_login import login_headlessly
 
     redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
     with httpx2.Client(timeout=15) as http:

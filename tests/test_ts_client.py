@@ -22,7 +22,7 @@ from support.harness import Harness
 from support.net import free_port
 from support.node import TS_CLIENT, machine_node, read_event, require_installed
 
-from mcp_oidc_provider.run.devidp import login_headlessly
+from mcp_oidc_provider.run.headless_login import login_headlessly
 
 SDK_PACKAGE = "@modelcontextprotocol/sdk"
 
