@@ -57,7 +57,11 @@ async def test_grants_are_listed_by_user_and_client_and_revoking_a_user_ends_onl
         admin = Admin(h.store, h.provider.settings)
 
         [alice_grant] = await admin.grants(user="alice")
-        assert (alice_grant.subject, alice_grant.client_id, alice_grant.resource) == ("alice", client.client_id, h.mcp_url)
+        assert (alice_grant.subject, alice_grant.client_id, alice_grant.resource) == (
+            "alice",
+            client.client_id,
+            h.mcp_url,
+        )
         assert alice_grant.scopes == ["mcp"] and alice_grant.expires_at is not None
         assert alice_grant.expires_at > alice_grant.created_at
         assert {g.subject for g in await admin.grants(client=client.client_id)} == {"alice", "bob"}
@@ -107,7 +111,7 @@ async def test_deleting_a_client_revokes_its_grants_and_its_registration(dev_idp
     async with integrated_server(dev_idp) as h:
         assert h.provider is not None and h.store is not None
         client, tokens = await h.login_and_redeem(user="alice")
-        other, other_tokens = await h.login_and_redeem(user="alice")
+        _, other_tokens = await h.login_and_redeem(user="alice")
         admin = Admin(h.store, h.provider.settings)
         listed = {c.client_id: c for c in await admin.clients()}
         assert listed[client.client_id].redirect_uris == [client.redirect_uri]
@@ -182,8 +186,19 @@ def private_redis(tmp_path: Path) -> Iterator[str]:
     """A redis-server of this test's own on a free port (the machine's Redis is shared)."""
     port = free_port()
     process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
         stdout=subprocess.DEVNULL,
     )
     try:
@@ -299,7 +314,10 @@ async def test_key_rotation_through_the_cli_keeps_every_token_verifying_at_a_sep
 
 
 def test_the_admin_cli_refuses_an_unshared_or_unreachable_store_in_one_line() -> None:
-    for url, expected in (("memory://", "STORE_URL is memory://"), (f"redis://127.0.0.1:{free_port()}/0", "cannot reach")):
+    for url, expected in (
+        ("memory://", "STORE_URL is memory://"),
+        (f"redis://127.0.0.1:{free_port()}/0", "cannot reach"),
+    ):
         result = cli(url, "clients")
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1 and expected in result.stderr

@@ -163,8 +163,10 @@ class Admin:
         found: list[GrantInfo] = []
         for grant_id in ids:
             stored = await self._repo.load_stored_grant(grant_id)
-            if stored is None or (user is not None and stored.subject != user) or (
-                client is not None and stored.client_id != client
+            if (
+                stored is None
+                or (user is not None and stored.subject != user)
+                or (client is not None and stored.client_id != client)
             ):
                 # Expired, revoked elsewhere (RFC 7009 /revoke, reuse detection) or never redeemed.
                 await self._repo.unindex_grant(grant_id, user, client)
