@@ -144,7 +144,7 @@ class Stats:
     resurrected: list[str] = field(default_factory=list)
     revoked_refusals: int = 0
     #: 401 at /mcp for a user nobody revoked: a client would start a new login.
-    unexpected_401: list[float] = field(default_factory=list)
+    unexpected_401: list[tuple[float, str]] = field(default_factory=list)
     logins: int = 0
     refreshes: int = 0
     whoami_ok: int = 0
@@ -315,8 +315,8 @@ def user_loop(run: Run, name: str, rng: random.Random) -> None:
                     if revoking:
                         stats.revoked_refusals += 1
                     else:
-                        stats.unexpected_401.append(time.monotonic())
-            if round_no % 3 == 0 and not dead:
+                        stats.unexpected_401.append((time.monotonic(), name))
+            if round_no % 6 == 0 and not dead:
                 response = send(
                     "refresh",
                     "POST",
@@ -330,6 +330,8 @@ def user_loop(run: Run, name: str, rng: random.Random) -> None:
                     tokens = response.json()
                     with stats.lock:
                         stats.refreshes += 1
+                elif response is not None and "Too many refreshes" in response.text:
+                    pass  # the per-grant refresh rate limit: retry later with the same token
                 elif response is not None and response.status_code in (400, 401):
                     with run.revoked_lock:
                         revoking = name in run.revoking
@@ -337,7 +339,7 @@ def user_loop(run: Run, name: str, rng: random.Random) -> None:
                         with stats.lock:
                             stats.grants_lost.append(f"{name}: {response.status_code} {response.text[:120]}")
                     dead = True
-            elif dead and revoked and round_no % 3 == 0:
+            elif dead and revoked and round_no % 6 == 0:
                 # Keep presenting the dead refresh token: it must stay refused, outage or not.
                 response = send(
                     "refresh",
@@ -502,8 +504,12 @@ def main() -> int:
     )
     print(f"transport errors      {len(stats.transport_errors)} (outside the outage: {len(transport_outside)})")
     print(f"grants lost           {len(stats.grants_lost)} {stats.grants_lost[:5]}")
-    in_outage = sum(outage_window[0] <= t <= outage_window[1] for t in stats.unexpected_401)
-    print(f"401 for live users    {len(stats.unexpected_401)} (during the outage: {in_outage})")
+    in_outage = sum(outage_window[0] <= t <= outage_window[1] for t, _ in stats.unexpected_401)
+    print(
+        f"401 for live users    {len(stats.unexpected_401)} (during the outage: {in_outage}; by user: "
+        f"{Counter(n for _, n in stats.unexpected_401).most_common(6)}; first at "
+        f"{[round(t - start, 1) for t, _ in stats.unexpected_401[:6]]} s)"
+    )
     print(
         f"revoked users         {len(victims)} ({revoked_grants} grants); refusals seen after revocation "
         f"{stats.revoked_refusals}; came back: {len(stats.resurrected)} {stats.resurrected[:5]}"
