@@ -48,7 +48,7 @@ from .flows import authorize, grants, registration, revocation
 from .flows.context import Context
 from .store.instrumented import InstrumentedStore
 from .store.repository import Repository
-from .store.signing_keys import load_signing_keys
+from .store.signing_keys import load_signing_keys, refresh_signing_keys
 from .upstream.presets import build_upstream
 from .upstream.protocol import UpstreamProvider
 from .upstream.vault import UpstreamTokenService
@@ -130,6 +130,7 @@ class OIDCProvider:
         self._clock = clock or SystemClock()
         self._repo = Repository(store)
         self._ctx: Context | None = None
+        self._keys_checked_at = 0.0
         self._lock = anyio.Lock()
         self._upstream_tokens: UpstreamTokenService | None = None
         self._installed = False
@@ -197,7 +198,21 @@ class OIDCProvider:
                         claims_mapper=self._claims_mapper,
                         cimd=cimd,
                     )
-        return self._ctx
+                    self._keys_checked_at = self._clock.now()
+        ctx = self._ctx
+        if self._jwks is None and self._clock.now() - self._keys_checked_at >= self.settings.key_refresh_seconds:
+            await self._refresh_keys(ctx)
+        return ctx
+
+    async def _refresh_keys(self, ctx: Context) -> None:
+        """See an admin's key rotation in the store (issue 10 item 5); a store failure keeps
+        the keys we have and is retried at the next interval."""
+        self._keys_checked_at = self._clock.now()  # one reader per interval, not one per request
+        try:
+            if await refresh_signing_keys(ctx.repo, ctx.keys):
+                logger.info("signing keys changed in the store: now signing with %s", ctx.keys.kids[0])
+        except Exception as exc:
+            logger.warning("could not re-read the signing keys from the store: %s", type(exc).__name__)
 
     async def start(self) -> None:
         """Load or create the signing keys and discover the upstream IdP.
@@ -305,7 +320,7 @@ class OIDCProvider:
 
     async def load_access_token(self, token: str) -> FederatedAccessToken | None:
         try:
-            ctx = self._ctx or await self._context()
+            ctx = await self._context()
             access = await bearer.verify_access_token(
                 ctx.keys, ctx.repo, token, issuer=ctx.issuer, audiences=self.settings.resource_urls, now=ctx.now()
             )

@@ -43,9 +43,14 @@ Event = Literal[
     "upstream.recheck_failed",
     "refresh.rate_limited",
     "grant.write_undone",
+    # issue 10 item 5: admin
+    "client.deleted",
+    "key.added",
+    "key.promoted",
+    "key.retired",
 ]
 
-SAFE_FIELDS = frozenset({"client_id", "grant_id", "subject", "error", "reason", "resource"})
+SAFE_FIELDS = frozenset({"client_id", "grant_id", "subject", "error", "reason", "resource", "kid"})
 
 
 def emit(event: Event, level: int = logging.INFO, **fields: str | None) -> None:

@@ -234,6 +234,11 @@ class ProviderSettings(BaseModel):
     #: the refresh token. 0: no limit.
     refresh_rate_limit_per_minute: int = Field(default=30, ge=0)
 
+    # --- issue 10 item 5: admin ------------------------------------------------------------------
+    #: How often (seconds) a server re-reads the signing keys kept in the store, to see an
+    #: admin's key rotation; the rotation steps wait at least this long between them.
+    key_refresh_seconds: float = Field(default=10.0, ge=0.1, le=3600)
+
     @property
     def tombstone_ttl(self) -> int:
         """How long a revocation is remembered: past every token of the grant (refresh tokens

@@ -67,6 +67,19 @@ class SigningKeys:
         self.secret = secret
         self._public = {"keys": [self._public_dict(k) for k in self._by_kid.values()]}
 
+    @property
+    def kids(self) -> tuple[str, ...]:
+        """Key ids, the signing key first."""
+        return tuple(self._by_kid)
+
+    def adopt(self, other: SigningKeys) -> None:
+        """Take ``other``'s keys in place (a rotation seen in the store, issue 10 item 5); the
+        secret stays ours. Forgets verified tokens: one signed by a retired key must fail now."""
+        self._by_kid = dict(other._by_kid)
+        self._current = other._current
+        self._public = other._public
+        self._verified = VerifiedTokenCache()
+
     @staticmethod
     def _public_dict(key: RSAKey | ECKey) -> dict[str, Any]:
         public = key.as_dict(private=False)

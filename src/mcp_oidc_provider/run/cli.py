@@ -42,7 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .doctor import add_arguments as doctor_arguments
 
     doctor_arguments(doctor)
+    admin = commands.add_parser("admin", help="list and revoke grants, list and delete clients, rotate signing keys")
+    from .admin import add_arguments as admin_arguments
+
+    admin_arguments(admin)
     args = parser.parse_args(argv)
+    if args.command == "admin":
+        from .admin import run as admin_run
+
+        return admin_run(args)
     if args.command == "doctor":
         from .doctor import run as doctor_run
 

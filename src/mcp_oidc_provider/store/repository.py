@@ -32,8 +32,10 @@ from .records import (
     ClientRecord,
     CodeRecord,
     ConsentApproval,
+    GrantIndexEntry,
     GrantRecord,
     KeyMaterial,
+    KeyRotation,
     LoginApproval,
     LoginTransaction,
     PublicKeySet,
@@ -396,3 +398,71 @@ class Repository:
 
     async def delete_login_approval(self, state: str) -> bool:
         return await self._login_approvals().delete(digest(state))
+
+    # issue 10 item 5: grants by user and by client, registered clients, key rotation (admin).
+    # One collection per user (and per client), named by the SHA-256 of the id: listing one
+    # user's grants is then one ``keys(collection)`` call, served by the backend's own index
+    # (a Redis SCAN MATCH on the collection prefix, PostgreSQL's primary key, a dict in memory)
+    # and bounded by that user's grants, not by everyone's. Entries live as long as the grant
+    # can; a revocation elsewhere may leave one behind, so readers check the grant itself.
+
+    def _grants_of_subject(self, subject: str) -> Collection[GrantIndexEntry]:
+        return Collection(self.kv, f"grants-of-subject-{digest(subject)}", GrantIndexEntry)
+
+    def _grants_of_client(self, client_id: str) -> Collection[GrantIndexEntry]:
+        return Collection(self.kv, f"grants-of-client-{digest(client_id)}", GrantIndexEntry)
+
+    async def _enumerate(self, collection: Collection[Any]) -> list[str]:
+        keys = getattr(self.kv, "keys", None)
+        if keys is None:
+            raise StoreCannotEnumerate(
+                f"the store ({type(self.kv).__name__}) cannot list keys; use memory://, disk://, redis:// "
+                "or postgresql://"
+            )
+        return list(await keys(collection=collection._name))
+
+    async def index_grant(self, grant: GrantRecord, ttl: float) -> None:
+        entry = GrantIndexEntry(grant_id=grant.grant_id, created_at=grant.created_at)
+        await self._grants_of_subject(grant.subject).put(grant.grant_id, entry, ttl)
+        await self._grants_of_client(grant.client_id).put(grant.grant_id, entry, ttl)
+
+    async def unindex_grant(self, grant_id: str, subject: str | None, client_id: str | None) -> None:
+        if subject is not None:
+            await self._grants_of_subject(subject).delete(grant_id)
+        if client_id is not None:
+            await self._grants_of_client(client_id).delete(grant_id)
+
+    async def grant_ids_of_subject(self, subject: str) -> list[str]:
+        return await self._enumerate(self._grants_of_subject(subject))
+
+    async def grant_ids_of_client(self, client_id: str) -> list[str]:
+        return await self._enumerate(self._grants_of_client(client_id))
+
+    async def load_stored_grant(self, grant_id: str) -> StoredGrant | None:
+        """The grant's public part (no sealer needed), unless it expired or was revoked."""
+        stored = await self._grants.get(grant_id)
+        if stored is None or await self.is_revoked(grant_id):
+            return None
+        return stored
+
+    async def client_ids(self) -> list[str]:
+        return await self._enumerate(self._clients)
+
+    async def load_client(self, client_id: str) -> ClientRecord | None:
+        return await self._clients.get(client_id)
+
+    async def delete_client(self, client_id: str) -> bool:
+        return await self._clients.delete(client_id)
+
+    def _key_rotation(self) -> Collection[KeyRotation]:
+        return Collection(self.kv, "key-rotation", KeyRotation)
+
+    async def load_key_rotation(self) -> KeyRotation:
+        return await self._key_rotation().get("signing") or KeyRotation()
+
+    async def save_key_rotation(self, rotation: KeyRotation, ttl: float) -> None:
+        await self._key_rotation().put("signing", rotation, ttl)
+
+
+class StoreCannotEnumerate(Exception):
+    """The configured store has no way to list the keys of a collection."""
