@@ -195,3 +195,14 @@ class LoginApproval(Record):
     """
 
     mac: str
+
+
+# issue 12
+
+
+class RevocationEpoch(Record):
+    """Changes on every revocation: the one record other processes poll to learn that their
+    bearer caches may hold a revoked grant (see :mod:`..bearer`)."""
+
+    value: str
+    changed_at: float
