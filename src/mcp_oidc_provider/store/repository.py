@@ -303,10 +303,10 @@ class Repository:
         revocation answers an error, so the client retries it."""
         await self._revoked.put(grant_id, RevokedGrant(revoked_at=now), tombstone_ttl)
         _tell_listeners(grant_id)
-        epoch = RevocationEpoch(value=secrets.token_urlsafe(16), changed_at=now)
-        await self._revocation_epoch.put("current", epoch, tombstone_ttl)
         deleted = await self._grants.delete(grant_id)
         await self._upstream.delete(grant_id)
+        epoch = RevocationEpoch(value=secrets.token_urlsafe(16), changed_at=now)
+        await self._revocation_epoch.put("current", epoch, tombstone_ttl)
         return deleted
 
     async def load_live_grant(self, grant_id: str) -> LiveGrant | None:
