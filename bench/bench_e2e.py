@@ -23,8 +23,8 @@ an order rotated from round to round; figures are medians over rounds of per-rou
 Then, unless ``--no-profile``, each server is sampled with py-spy (attached by pid, idle samples
 dropped) during a separate load run at c=8, and the samples are grouped into components (see
 ``classify``) and scaled to the measured CPU microseconds per request of that run. Last, the
-revocation-propagation hook: how long a token revoked at the authorization server keeps
-working at the proxy-mode MCP server ("n/a" until the package has a
+revocation propagation: how long a token revoked at the authorization server keeps working at
+the proxy-mode MCP server (5 trials; "n/a" on a package without a
 ``revocation_propagation_seconds`` setting).
 
 Redis: only collections under a per-run prefix in db 8 (``--redis-url``); exactly those keys
