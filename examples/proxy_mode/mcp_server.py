@@ -85,6 +85,8 @@ async def serve(config: ResourceServerConfig) -> None:
         store=store,
         secret_key=config.secret_key,
         encryption_keys=config.encryption_keys,
+        revocation_propagation_seconds=config.revocation_propagation_seconds,
+        key_refresh_seconds=config.key_refresh_seconds,
     )
     has_sealing_key = config.secret_key is not None or config.encryption_keys is not None
     for problem in await check_resource_server_keys(store, config.auth_issuer, has_sealing_key):

@@ -114,8 +114,9 @@ class SigningKeys:
 class VerifiedTokenCache:
     """Claims of JWTs whose signature checked out, most recently used first, bounded.
 
-    Only the signature verdict is cached: expiry, audience and revocation are checked on
-    every request by the caller.
+    Only the signature verdict is cached: expiry, audience and revocation are the caller's
+    (:mod:`...bearer` keeps its own cache of checked tokens in front of this one). A verifier
+    that stops trusting a key calls :meth:`clear`.
     """
 
     def __init__(self, size: int = 2048) -> None:
@@ -132,6 +133,9 @@ class VerifiedTokenCache:
         self._entries[token] = claims
         if len(self._entries) > self._size:
             self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
 
 
 def public_keys_by_kid(jwks: Mapping[str, Any]) -> dict[str, RSAKey | ECKey]:

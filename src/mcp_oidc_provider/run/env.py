@@ -189,6 +189,12 @@ class ResourceServerDeployment(BaseModel):
     secret_key: Annotated[bytes | None, BeforeValidator(secret_key_bytes)] = None
     #: The authorization server's ENCRYPTION_KEYS.
     encryption_keys: Annotated[str | None, AfterValidator(_encryption_keys)] = None
+    #: A revocation at the authorization server reaches this server's bearer cache within this
+    #: many seconds (one small store read per interval); 0: the grant is read on every request.
+    revocation_propagation_seconds: float = Field(default=1.0, ge=0, le=60)
+    #: The authorization server's public keys are re-read this often: a retired key stops being
+    #: trusted within this bound.
+    key_refresh_seconds: float = Field(default=60.0, gt=0, le=3600)
 
 
 # The variables, generated from the models.
@@ -738,6 +744,8 @@ class ResourceServerConfig:
     forwarded_allow_ips: tuple[str, ...]
     secret_key: bytes | None
     encryption_keys: str | None
+    revocation_propagation_seconds: float = 1.0
+    key_refresh_seconds: float = 60.0
 
 
 def load_resource_server_config(
@@ -761,6 +769,8 @@ def load_resource_server_config(
         forwarded_allow_ips=deployment.forwarded_allow_ips,
         secret_key=deployment.secret_key,
         encryption_keys=deployment.encryption_keys,
+        revocation_propagation_seconds=deployment.revocation_propagation_seconds,
+        key_refresh_seconds=deployment.key_refresh_seconds,
     )
 
 

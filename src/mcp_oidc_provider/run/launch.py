@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -60,6 +61,9 @@ def uvicorn_config(app: Any, host: str, port: int, forwarded_allow_ips: Sequence
     counts by; with none trusted, X-Forwarded-For is ignored.
     """
     trusted = list(forwarded_allow_ips)
+    # Everything built so far (modules, settings, the app) lives as long as the process: keep it
+    # out of the garbage collector's generations, which otherwise cost every request a share.
+    gc.freeze()
     return uvicorn.Config(
         app,
         host=host,

@@ -220,3 +220,14 @@ class KeyRotation(Record):
     """The rotation state of the signing keys in :class:`KeyMaterial`, by ``kid``."""
 
     keys: dict[str, RotatingKey] = Field(default_factory=dict)
+
+
+# issue 12
+
+
+class RevocationEpoch(Record):
+    """Changes on every revocation: the one record other processes poll to learn that their
+    bearer caches may hold a revoked grant (see :mod:`..bearer`)."""
+
+    value: str
+    changed_at: float

@@ -21,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from typing import Any, Generic, TypeVar
+import secrets
+import weakref
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from key_value.aio.protocols import AsyncKeyValue
 
@@ -41,6 +43,7 @@ from .records import (
     PublicKeySet,
     Record,
     RefreshTokenRecord,
+    RevocationEpoch,
     RevokedGrant,
     SealedPart,
     SpentMarker,
@@ -67,11 +70,52 @@ def digest(value: str) -> str:
 R = TypeVar("R", bound=Record)
 
 
+class LiveGrant(NamedTuple):
+    """What the bearer check needs of a live grant (issue 12): its immutable parts, and how
+    long the store keeps it (``remaining`` seconds, None if no TTL)."""
+
+    grant_id: str
+    client_id: str
+    subject: str
+    scopes: list[str]
+    resource: str
+    claims: dict[str, Any]
+    created_at: float
+    expires_at: float | None
+    remaining: float | None
+
+
+class RevocationListener(Protocol):
+    """An in-process cache of grants (the bearer caches of :mod:`..bearer`)."""
+
+    def forget_grant(self, grant_id: str) -> None: ...
+
+
+#: Every grant cache of this process. A revocation drops the grant from all of them, whatever
+#: store they read: grant ids are random, so dropping one from a cache that never saw it is
+#: harmless, and a provider and a verifier on two handles of one store both hear it.
+_revocation_listeners: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def listen_for_revocations(listener: RevocationListener) -> None:
+    """``listener.forget_grant(grant_id)`` runs in this process whenever a grant is revoked here."""
+    _revocation_listeners.add(listener)
+
+
+def _tell_listeners(grant_id: str) -> None:
+    for listener in list(_revocation_listeners):
+        listener.forget_grant(grant_id)
+
+
 class Collection(Generic[R]):
     def __init__(self, kv: AsyncKeyValue, name: str, model: type[R]) -> None:
         self._kv = kv
         self._name = f"{NAMESPACE}-{name}"
         self._model = model
+
+    @property
+    def name(self) -> str:
+        return self._name
 
     async def get(self, key: str) -> R | None:
         raw = await self._kv.get(key, collection=self._name)
@@ -120,6 +164,7 @@ class Repository:
         self._spent_refresh = Collection(kv, "spent-refresh-tokens", SpentMarker)
         self._keys = Collection(kv, "keys", KeyMaterial)
         self._revoked = Collection(kv, "revoked-grants", RevokedGrant)
+        self._revocation_epoch = Collection(kv, "revocation-epoch", RevocationEpoch)
         self._upstream = Collection(kv, "grant-upstream", StoredUpstream)
         self._upstream_locks = Collection(kv, "upstream-refresh-locks", UpstreamLockToken)
         self._upstream_leases = Collection(kv, "upstream-refresh-leases", UpstreamLease)
@@ -252,11 +297,49 @@ class Repository:
 
     async def revoke_grant(self, grant_id: str, tombstone_ttl: float, now: float) -> bool:
         """Tombstone first, then delete (the order :meth:`_write_unless_revoked` relies on).
-        True if this call removed a live grant record."""
+        True if this call removed a live grant record.
+
+        Issue 12: after the tombstone (so whoever re-reads the grant sees it), this process's
+        bearer caches drop the grant and the revocation epoch changes, which other processes
+        poll (:meth:`revocation_epoch`). If the epoch write fails the call raises and the
+        revocation answers an error, so the client retries it."""
         await self._revoked.put(grant_id, RevokedGrant(revoked_at=now), tombstone_ttl)
+        _tell_listeners(grant_id)
         deleted = await self._grants.delete(grant_id)
         await self._upstream.delete(grant_id)
+        epoch = RevocationEpoch(value=secrets.token_urlsafe(16), changed_at=now)
+        await self._revocation_epoch.put("current", epoch, tombstone_ttl)
         return deleted
+
+    async def load_live_grant(self, grant_id: str) -> LiveGrant | None:
+        """:meth:`load_grant` for the bearer check, cheaper (issue 12): the grant record is
+        validated once and not rebuilt as a :class:`GrantRecord`, the tombstone is only tested
+        for presence, the upstream record is not read, and the store's remaining TTL comes with
+        the same read. (Grant and tombstone live in two collections, so no single ``get_many``
+        answers both.)"""
+        found = await self._grants.get_with_ttl(grant_id)
+        if found is None or await self.kv.get(grant_id, collection=self._revoked.name) is not None:
+            return None
+        stored, remaining = found
+        part = self._open_part(grant_id, stored.sealed)
+        if part is None:
+            return None
+        return LiveGrant(
+            stored.grant_id,
+            stored.client_id,
+            stored.subject,
+            stored.scopes,
+            stored.resource,
+            part.claims,
+            stored.created_at,
+            stored.expires_at,
+            remaining,
+        )
+
+    async def revocation_epoch(self) -> str | None:
+        """The value :meth:`revoke_grant` changes on every revocation (None before the first)."""
+        record = await self._revocation_epoch.get("current")
+        return record.value if record is not None else None
 
     async def grant_record_exists(self, grant_id: str) -> bool:
         """Whether any grant record is in the store, tombstone or not (for tests and audits)."""
