@@ -387,7 +387,7 @@ def login(server: Server) -> str:
     The same steps as tests/support/harness.py (register, authorize with PKCE S256 and a
     resource indicator, headless browser login, authorization_code grant).
     """
-    from mcp_oidc_provider.run.devidp import login_headlessly
+    from mcp_oidc_provider.run.headless_login import login_headlessly
 
     redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
     with httpx2.Client(timeout=15) as http:

@@ -107,7 +107,7 @@ class HeadlessLogin:
         self.result: dict[str, str] = {}
 
     async def redirect(self, url: str) -> None:
-        from mcp_oidc_provider.run.devidp import login_headlessly
+        from mcp_oidc_provider.run.headless_login import login_headlessly
 
         self.result = await anyio.to_thread.run_sync(login_headlessly, url, self.redirect_uri, self.user)
 

@@ -38,7 +38,7 @@ from support.net import free_port, serve_in_loop
 
 from mcp_oidc_provider import FrozenClock, generate_jwks, store_from_url
 from mcp_oidc_provider.crypto.minting import derive_client_secret
-from mcp_oidc_provider.run.devidp import consent_form
+from mcp_oidc_provider.run.headless_login import consent_form
 from mcp_oidc_provider.web.protection import protect
 
 JWKS = generate_jwks("RS256")

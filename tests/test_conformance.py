@@ -30,7 +30,7 @@ from support.example_server import run_example_server
 from support.net import free_port
 from support.node import CONFORMANCE, require_installed
 
-from mcp_oidc_provider.run.devidp import login_headlessly
+from mcp_oidc_provider.run.headless_login import login_headlessly
 
 SCENARIOS = {"authorization-server-metadata-endpoint", "authorization-code-grant"}
 #: Checks allowed to warn, and why: none.

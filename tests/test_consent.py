@@ -28,7 +28,7 @@ from support.net import free_port, serve_in_loop
 from mcp_oidc_provider import FrozenClock
 from mcp_oidc_provider.core.settings import StaticClient
 from mcp_oidc_provider.flows.consent import BINDING_COOKIE, REMEMBER_COOKIE_PREFIX
-from mcp_oidc_provider.run.devidp import consent_form
+from mcp_oidc_provider.run.headless_login import consent_form
 from mcp_oidc_provider.store.records import LoginApproval
 from mcp_oidc_provider.store.repository import Repository
 

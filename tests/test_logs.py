@@ -51,7 +51,8 @@ from mcp_oidc_provider import get_upstream_tokens
 from mcp_oidc_provider.core.audit import SAFE_FIELDS
 from mcp_oidc_provider.crypto.minting import mint_access_token
 from mcp_oidc_provider.flows.consent import BINDING_COOKIE
-from mcp_oidc_provider.run.devidp import consent_form, run_dev_idp
+from mcp_oidc_provider.run.devidp import run_dev_idp
+from mcp_oidc_provider.run.headless_login import consent_form
 
 ORIGIN: ContextVar[str] = ContextVar("test_logs_origin", default="thread")
 

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
 import httpx2
 import pytest
 import redis
@@ -80,11 +82,31 @@ async def raw(auth_base: str, mcp_url: str) -> AsyncIterator[Harness]:
         yield Harness(base=auth_base, provider=None, store=None, http=http, resource=mcp_url)
 
 
+#: The MCP server's default revocation_propagation_seconds, and what a test allows on top for
+#: one request's round trip on a loaded 2-CPU machine.
+PROPAGATION_SECONDS = 1.0
+SLACK_SECONDS = 0.5
+
+
+async def answered_within(h: Harness, token: str, status: int, limit: float) -> float:
+    """Seconds until the MCP server answers ``status`` to ``token`` (polling); fails past ``limit``."""
+    started = time.perf_counter()
+    while True:
+        response = await h.mcp(token)
+        elapsed = time.perf_counter() - started
+        if response.status_code == status:
+            if status == 401:
+                assert response.headers["www-authenticate"].startswith("Bearer")
+            return elapsed
+        assert elapsed < limit, f"still {response.status_code} after {elapsed:.2f} s"
+        await anyio.sleep(0.01)
+
+
 def with_netloc(url: str, base: str) -> str:
     return urlunsplit(urlsplit(url)._replace(netloc=urlsplit(base).netloc))
 
 
-async def test_a_user_logs_in_at_the_auth_server_and_calls_the_mcp_server_and_revocation_is_seen_at_once(
+async def test_a_user_logs_in_at_the_auth_server_and_calls_the_mcp_server_and_revocation_is_seen_within_a_second(
     tmp_path: Path, dev_idp: str, redis_url: str
 ) -> None:
     mcp_port = free_port()
@@ -112,14 +134,10 @@ async def test_a_user_logs_in_at_the_auth_server_and_calls_the_mcp_server_and_re
 
                 revoked = await http.post(issuer + "/revoke", data=token_form(storage, token=access))
                 assert revoked.status_code == 200
-                revoked_at = time.perf_counter()
-                response = await h.mcp(access)
-                delay = time.perf_counter() - revoked_at
-            assert response.status_code == 401
-            assert response.headers["www-authenticate"].startswith("Bearer")
-            # The very next request is refused: the delay is one request's round trip.
-            print(f"\nrevocation seen by the MCP server after {delay * 1000:.1f} ms")
-            assert delay < 1.0
+                # issue 12: the MCP server answers from its bearer cache and polls the store's
+                # revocation epoch at most once per revocation_propagation_seconds (1 s).
+                delay = await answered_within(h, access, 401, PROPAGATION_SECONDS + SLACK_SECONDS)
+            print(f"\nrevocation seen by the MCP server (another process) after {delay * 1000:.0f} ms")
 
 
 async def test_a_login_started_on_one_replica_finishes_on_the_other_and_its_token_verifies_anywhere(
@@ -256,6 +274,9 @@ async def test_with_redis_down_the_mcp_server_fails_closed_with_503_and_recovers
 
                 first_redis.terminate()
                 first_redis.wait(timeout=10)
+                # Within the propagation interval the bearer cache may still answer; after it
+                # the epoch read fails and the server fails closed.
+                await answered_within(h, tokens["access_token"], 503, PROPAGATION_SECONDS + SLACK_SECONDS + 5)
                 down = await h.mcp(tokens["access_token"])
                 assert down.status_code == 503
                 assert down.json()["error"] == "temporarily_unavailable"
@@ -330,4 +351,60 @@ async def test_the_mcp_server_refuses_foreign_expired_misdirected_and_revoked_to
                 issuer + "/revoke",
                 data={"client_id": client.client_id, "client_secret": client.client_secret or "", "token": good},
             )
-            assert (await h.mcp(good)).status_code == 401
+            await answered_within(h, good, 401, PROPAGATION_SECONDS + SLACK_SECONDS)
+
+
+async def test_grants_revoked_at_the_auth_server_under_load_never_survive_at_the_mcp_server_past_a_second(
+    tmp_path: Path, dev_idp: str, redis_url: str
+) -> None:
+    """Issue 12 §1: for each trial, a client hammers the MCP server (another process, bearer
+    cache warm) while the grant is revoked at the authorization server; the first 401 must come
+    within the propagation interval and no 200 may follow it."""
+    trials, delays, survivors = 8, [], 0
+    mcp_port = free_port()
+    resource = f"http://127.0.0.1:{mcp_port}/mcp"
+    with (
+        auth_server(tmp_path, dev_idp, redis_url, resource) as issuer,
+        mcp_server(tmp_path, issuer, redis_url, mcp_port) as mcp_url,
+    ):
+        async with raw(issuer, mcp_url) as h:
+            for _ in range(trials):
+                client, tokens = await h.login_and_redeem()
+                token = tokens["access_token"]
+                assert (await h.mcp(token)).status_code == 200
+                statuses: list[tuple[float, int]] = []
+                done = anyio.Event()
+
+                async def hammer(
+                    token: str = token, statuses: list[tuple[float, int]] = statuses, done: anyio.Event = done
+                ) -> None:
+                    while not done.is_set():
+                        statuses.append((time.perf_counter(), (await h.mcp(token)).status_code))
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(hammer)
+                    await anyio.sleep(0.05)
+                    revoked = await h.http.post(
+                        issuer + "/revoke",
+                        data={
+                            "client_id": client.client_id,
+                            "client_secret": client.client_secret or "",
+                            "token": token,
+                        },
+                    )
+                    assert revoked.status_code == 200
+                    revoked_at = time.perf_counter()
+                    await anyio.sleep(PROPAGATION_SECONDS + SLACK_SECONDS)
+                    done.set()
+                after = [(t - revoked_at, s) for t, s in statuses if t > revoked_at]
+                first_refusal = next((t for t, s in after if s == 401), None)
+                if first_refusal is None or any(s == 200 for t, s in after if t > first_refusal):
+                    survivors += 1
+                    continue
+                delays.append(first_refusal)
+    print(
+        f"\n{trials} revocation trials under load: {survivors} grants survived; delay until refused "
+        f"median {statistics.median(delays) * 1000:.0f} ms, max {max(delays) * 1000:.0f} ms"
+    )
+    assert survivors == 0
+    assert max(delays) < PROPAGATION_SECONDS + SLACK_SECONDS

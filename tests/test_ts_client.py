@@ -16,13 +16,17 @@ from urllib.parse import urlencode
 
 import anyio
 import pytest
+from support.cimd_documents import Documents, ca, ca_bundle, cimd_server, documents
 from support.example_server import run_example_server
+from support.harness import Harness
 from support.net import free_port
 from support.node import TS_CLIENT, machine_node, read_event, require_installed
 
-from mcp_oidc_provider.run.devidp import login_headlessly
+from mcp_oidc_provider.run.headless_login import login_headlessly
 
 SDK_PACKAGE = "@modelcontextprotocol/sdk"
+
+__all__ = ["ca", "ca_bundle", "cimd_server", "documents"]  # fixtures
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +36,23 @@ def example_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield base
 
 
-async def run_ts_client(mcp_url: str, method: str, user: str = "alice") -> list[dict[str, Any]]:
+async def run_ts_client(
+    mcp_url: str,
+    method: str,
+    user: str = "alice",
+    redirect_uri: str | None = None,
+    client_metadata_url: str | None = None,
+) -> list[dict[str, Any]]:
     """Run client.mjs to the end, doing the browser's part when it asks; its events in order."""
     require_installed(TS_CLIENT, SDK_PACKAGE)
-    redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
+    redirect_uri = redirect_uri or f"http://127.0.0.1:{free_port()}/callback"
     process = await asyncio.create_subprocess_exec(
         machine_node(),
         str(TS_CLIENT / "client.mjs"),
         mcp_url,
         method,
         redirect_uri,
+        *([client_metadata_url] if client_metadata_url else []),
         cwd=TS_CLIENT,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -125,3 +136,22 @@ async def test_the_typescript_sdk_authenticates_at_the_token_endpoint_the_way_it
         else:
             assert request["client_id_in_body"] and not request["client_secret_in_body"]
             assert not request["basic_header"]
+
+
+async def test_the_typescript_sdk_identifies_with_a_client_id_metadata_document_and_refreshes(
+    cimd_server: Harness, documents: Documents
+) -> None:
+    client_id = documents.serve_document("/ts-client.json")
+    events = {
+        e["event"]: e
+        for e in await run_ts_client(
+            cimd_server.mcp_url, "none", redirect_uri=documents.redirect_uri, client_metadata_url=client_id
+        )
+    }
+    # MCP 2026-07-28 "Client Registration": the URL is the client id; nothing was registered.
+    assert events["registered"]["client_id"] == client_id
+    assert events["whoami"]["identity"]["client_id"] == client_id
+    assert events["whoami"]["identity"]["sub"] == "alice"
+    assert events["refreshed"]["refresh_token_rotated"] is True
+    assert events["done"]["logins"] == 1
+    assert events["replay"]["refused"] is True

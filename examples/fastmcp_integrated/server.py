@@ -2,9 +2,8 @@
 
     python examples/fastmcp_integrated/server.py
 
-Configuration (environment): HOST, PORT, BASE_URL, UPSTREAM_ISSUER, UPSTREAM_CLIENT_ID,
-UPSTREAM_CLIENT_SECRET, UPSTREAM_SCOPES, UPSTREAM_AUTH_METHOD, STORE_URL, JWKS, SECRET_KEY,
-ENCRYPTION_KEYS, RESOURCE_URLS (see the README's table). Without
+Configuration: the environment, or ``--config FILE`` (TOML, same names; the environment wins);
+``--help`` lists every variable (HOST, PORT, BASE_URL, UPSTREAM_*, STORE_URL, CONSENT...). Without
 UPSTREAM_ISSUER an embedded development IdP starts on a free loopback port, so this runs on
 a fresh machine with no account anywhere.
 
@@ -14,15 +13,17 @@ Works with mcp 2.x (``MCPServer``) and mcp 1.x (``FastMCP``).
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import uvicorn
+from key_value.aio.protocols import AsyncKeyValue
 from mcp.server.auth.middleware.auth_context import get_access_token
 
-from mcp_oidc_provider import OIDCProvider, ProviderSettings, store_from_url
-from mcp_oidc_provider.run.env import EnvConfig
-from mcp_oidc_provider.run.launch import run_from_env, transport_security
+from mcp_oidc_provider import OIDCProvider, ProviderSettings
+from mcp_oidc_provider.run.env import EnvConfig, provider_variables
+from mcp_oidc_provider.run.launch import command_line, run_from_env, transport_security, uvicorn_config
 from mcp_oidc_provider.web.metrics import apply_operations_settings
 
 
@@ -68,10 +69,10 @@ def build_app(provider: OIDCProvider, config: EnvConfig, extra_tools: Sequence[C
     return provider.mount(server, streamable_http_path="/mcp", host=config.host, transport_security=security)
 
 
-async def serve(config: EnvConfig, settings: ProviderSettings) -> None:
+async def serve(config: EnvConfig, settings: ProviderSettings, store: AsyncKeyValue) -> None:
     provider = OIDCProvider(
         settings,
-        store_from_url(config.store_url),
+        store,
         jwks=config.jwks,
         secret_key=config.secret_key,
         encryption_keys=config.encryption_keys,
@@ -82,19 +83,20 @@ async def serve(config: EnvConfig, settings: ProviderSettings) -> None:
     print(f"MCP server with login: {config.base_url}/mcp", flush=True)
     print(f"  connect a client:   python examples/client.py {config.base_url}/mcp", flush=True)
     print(f"  or the Inspector:   npx @modelcontextprotocol/inspector  (URL {config.base_url}/mcp)", flush=True)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=config.host, port=config.port, log_level="warning", proxy_headers=False)
-    )
+    server = uvicorn.Server(uvicorn_config(app, config.host, config.port, config.forwarded_allow_ips))
     try:
         await server.serve()
     finally:
         await provider.aclose()
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    config_file = command_line(
+        argv, "server.py", "An MCP server with user login, in one process.", provider_variables(), 8000
+    )
     # Reads the environment; without UPSTREAM_ISSUER starts the development IdP (loudly).
-    return run_from_env(serve)
+    return run_from_env(serve, config_file=config_file)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

@@ -48,7 +48,7 @@ from .flows import authorize, grants, registration, revocation
 from .flows.context import Context
 from .store.instrumented import InstrumentedStore
 from .store.repository import Repository
-from .store.signing_keys import load_signing_keys
+from .store.signing_keys import load_signing_keys, refresh_signing_keys
 from .upstream.presets import build_upstream
 from .upstream.protocol import UpstreamProvider
 from .upstream.vault import UpstreamTokenService
@@ -59,9 +59,15 @@ from .web.routes import ProviderRoutes
 logger = logging.getLogger("mcp_oidc_provider")
 
 
-def _auth_settings_kwargs() -> dict[str, Any]:
-    # validate_token_resource arrived during mcp 1.x; pass it only where it exists.
-    return {"validate_token_resource": True} if "validate_token_resource" in AuthSettings.model_fields else {}
+def _auth_settings_kwargs(resource_urls: tuple[str, ...]) -> dict[str, Any]:
+    # validate_token_resource arrived during mcp 1.x; pass it only where it exists. With one
+    # resource our own check (bearer.check_access_token_claims: aud equal to it, RFC 8707 §2)
+    # is exact, so the SDK's re-parse of the resource URL on every request (issue 12) adds
+    # nothing; with several, load_access_token accepts any of them (for /revoke and
+    # /introspect) and the SDK's check keeps this MCP endpoint to resource_urls[0].
+    if "validate_token_resource" not in AuthSettings.model_fields:
+        return {}
+    return {"validate_token_resource": len(resource_urls) > 1}
 
 
 def authorization_server_metadata(sdk: dict[str, Any], settings: ProviderSettings, issuer: str) -> dict[str, Any]:
@@ -129,7 +135,15 @@ class OIDCProvider:
         self._upstream = upstream
         self._clock = clock or SystemClock()
         self._repo = Repository(store)
+        #: issue 12: tokens and grants checked before, from memory (see :mod:`.bearer`).
+        self._bearer = bearer.BearerCache(
+            self._repo,
+            propagation_seconds=settings.revocation_propagation_seconds,
+            size=settings.bearer_cache_size,
+            grant_lifetime=settings.grant_max_lifetime,
+        )
         self._ctx: Context | None = None
+        self._keys_checked_at = 0.0
         self._lock = anyio.Lock()
         self._upstream_tokens: UpstreamTokenService | None = None
         self._installed = False
@@ -147,7 +161,7 @@ class OIDCProvider:
                     default_scopes=list(settings.scopes),
                 ),
                 "revocation_options": RevocationOptions(enabled=True),
-                **_auth_settings_kwargs(),
+                **_auth_settings_kwargs(settings.resource_urls),
             }
         )
         metadata = build_metadata(
@@ -197,7 +211,23 @@ class OIDCProvider:
                         claims_mapper=self._claims_mapper,
                         cimd=cimd,
                     )
-        return self._ctx
+                    self._keys_checked_at = self._clock.now()
+        ctx = self._ctx
+        if self._jwks is None and self._clock.now() - self._keys_checked_at >= self.settings.key_refresh_seconds:
+            await self._refresh_keys(ctx)
+        return ctx
+
+    async def _refresh_keys(self, ctx: Context) -> None:
+        """See an admin's key rotation in the store (issue 10 item 5); a store failure keeps
+        the keys we have and is retried at the next interval."""
+        self._keys_checked_at = self._clock.now()  # one reader per interval, not one per request
+        try:
+            if await refresh_signing_keys(ctx.repo, ctx.keys):
+                # A retired key's tokens must not be served from the bearer cache either.
+                self._bearer.forget_tokens()
+                logger.info("signing keys changed in the store: now signing with %s", ctx.keys.kids[0])
+        except Exception as exc:
+            logger.warning("could not re-read the signing keys from the store: %s", type(exc).__name__)
 
     async def start(self) -> None:
         """Load or create the signing keys and discover the upstream IdP.
@@ -305,9 +335,15 @@ class OIDCProvider:
 
     async def load_access_token(self, token: str) -> FederatedAccessToken | None:
         try:
-            ctx = self._ctx or await self._context()
+            ctx = await self._context()
             access = await bearer.verify_access_token(
-                ctx.keys, ctx.repo, token, issuer=ctx.issuer, audiences=self.settings.resource_urls, now=ctx.now()
+                ctx.keys,
+                ctx.repo,
+                token,
+                issuer=ctx.issuer,
+                audiences=self.settings.resource_urls,
+                now=ctx.now(),
+                cache=self._bearer,
             )
         except Exception as exc:
             bearer.refuse_after_failure(exc)

@@ -4,13 +4,19 @@ Pass it as ``token_verifier=`` with ``auth=verifier.auth_settings()`` to ``MCPSe
 ``FastMCP``. For every request it checks (RFC 9068 §4, RFC 8725):
 
 1. the signature, with the authorization server's public keys: read from the shared store,
-   or fetched from its ``/jwks``; an unknown ``kid`` triggers one refetch, at most once per
-   cool-down, so random ``kid`` values cannot make us hammer the store or the network;
+   and fetched from its ``/jwks``, again every ``key_refresh_seconds`` (so a retired key stops
+   being trusted within that bound, with every signature verdict made with it), and at once
+   for an unknown ``kid`` (so a new key works on its first token, RFC 7517 §4.5). Unknown-kid
+   refetches are limited per kid (one per ``key_refetch_cooldown``) and overall (one per
+   ``unknown_kid_interval``), so random ``kid`` values cannot make us hammer the store or
+   the network;
 2. ``typ`` is ``at+jwt`` (an ID token or any other JWT is refused, RFC 9068 §4 step 2);
 3. ``iss`` is the authorization server, ``aud`` is this MCP server (RFC 8707 §2), ``exp``
    and ``nbf`` hold;
 4. the grant behind the token is live in the shared store: a revoked grant (RFC 7009) or a
-   grant killed by code replay or refresh-token reuse is refused on the next request.
+   grant killed by code replay or refresh-token reuse is refused within
+   ``revocation_propagation_seconds`` (1 s; 0: on the next request, reading the grant on
+   every request), see :class:`.bearer.BearerCache`.
 
 The claim checks and the fail-closed policy are :mod:`.bearer`'s, shared with the provider; a
 store outage refuses the token (and, with :class:`StoreOutageMiddleware`, answers 503).
@@ -21,6 +27,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
+from collections import OrderedDict
 from typing import Any
 
 import anyio
@@ -44,6 +51,11 @@ from .web.outage import StoreOutageMiddleware
 logger = logging.getLogger("mcp_oidc_provider.verifier")
 
 KEY_REFETCH_COOLDOWN_SECONDS = 30.0
+#: Re-read the public keys this often: the bound on trusting a retired key.
+KEY_REFRESH_SECONDS = 60.0
+#: At most one unknown-kid refetch per this many seconds, whatever the kid.
+UNKNOWN_KID_INTERVAL_SECONDS = 1.0
+_HAS_VALIDATE_FLAG = "validate_token_resource" in AuthSettings.model_fields
 
 
 class SealingKeyUnavailable(Exception):
@@ -65,6 +77,10 @@ class OIDCTokenVerifier:
         key_refetch_cooldown: float = KEY_REFETCH_COOLDOWN_SECONDS,
         encryption_keys: str | None = None,
         secret_key: bytes | None = None,
+        revocation_propagation_seconds: float = 1.0,
+        key_refresh_seconds: float = KEY_REFRESH_SECONDS,
+        unknown_kid_interval: float = UNKNOWN_KID_INTERVAL_SECONDS,
+        cache_size: int = bearer.DEFAULT_CACHE_SIZE,
     ) -> None:
         """``encryption_keys`` must be the authorization server's (``ENCRYPTION_KEYS``); without
         them the key is derived from ``secret_key`` (``SECRET_KEY``), else from the seed the
@@ -74,11 +90,14 @@ class OIDCTokenVerifier:
                 "issuer_url": issuer,
                 "resource_server_url": resource_url,
                 "required_scopes": list(required_scopes) or None,
-                **({"validate_token_resource": True} if "validate_token_resource" in AuthSettings.model_fields else {}),
+                # Our aud check is exact (bearer.check_access_token_claims, RFC 8707 §2): the
+                # SDK's re-parse of the resource URL on every request would add nothing.
+                **({"validate_token_resource": False} if _HAS_VALIDATE_FLAG else {}),
             }
         )
         self.issuer = issuer
         self.resource_url = resource_url
+        self._audiences = (resource_url,)
         self._repo = Repository(store)
         if encryption_keys:
             self._repo.sealer = Sealer.from_text(encryption_keys)
@@ -87,10 +106,18 @@ class OIDCTokenVerifier:
         self._jwks_url = jwks_url or issuer.rstrip("/") + "/jwks"
         self._clock = clock or SystemClock()
         self._cooldown = key_refetch_cooldown
+        self._key_refresh = key_refresh_seconds
+        self._unknown_kid_interval = unknown_kid_interval
         self._keys: dict[str, RSAKey | ECKey] = {}
         self._keys_loaded_at = float("-inf")
+        self._unknown_kid_fetched_at = float("-inf")
+        #: kid -> when it last triggered a refetch (bounded).
+        self._kid_tries: OrderedDict[str, float] = OrderedDict()
         self._lock = anyio.Lock()
         self._verified = VerifiedTokenCache()
+        self._bearer = bearer.BearerCache(
+            self._repo, propagation_seconds=revocation_propagation_seconds, size=cache_size
+        )
         self._http: httpx2.AsyncClient | None = None
         self._upstream_tokens = UpstreamTokenService(self._repo, None, self._clock)
         self._warned_no_sealing_key = False
@@ -110,11 +137,33 @@ class OIDCTokenVerifier:
         if self._http is not None:
             await self._http.aclose()
 
-    async def _reload_keys(self) -> None:
+    async def _refresh_keys_if_due(self) -> None:
+        if time.monotonic() - self._keys_loaded_at >= self._key_refresh:
+            await self._reload_keys(None)
+
+    def _may_refetch_for(self, kid: str) -> bool:
+        now = time.monotonic()
+        if now - self._unknown_kid_fetched_at < self._unknown_kid_interval:
+            return False
+        tried = self._kid_tries.get(kid)
+        return tried is None or now - tried >= self._cooldown
+
+    async def _reload_keys(self, unknown_kid: str | None) -> None:
+        """Re-read the keys: when due (``unknown_kid`` None) or for an unknown kid."""
         async with self._lock:
-            if time.monotonic() - self._keys_loaded_at < self._cooldown:
-                return
-            self._keys_loaded_at = time.monotonic()
+            now = time.monotonic()
+            if unknown_kid is None:
+                if now - self._keys_loaded_at < self._key_refresh:
+                    return  # a concurrent request just did it
+            else:
+                if unknown_kid in self._keys or not self._may_refetch_for(unknown_kid):
+                    return
+                self._unknown_kid_fetched_at = now
+                self._kid_tries[unknown_kid] = now
+                self._kid_tries.move_to_end(unknown_kid)
+                if len(self._kid_tries) > 1024:
+                    self._kid_tries.popitem(last=False)
+            self._keys_loaded_at = now
             found: dict[str, RSAKey | ECKey] = {}
             stored = await self._repo.load_public_keys()
             if stored is not None:
@@ -128,6 +177,10 @@ class OIDCTokenVerifier:
             except (httpx2.HTTPError, ValueError):
                 logger.warning("could not fetch %s; using the keys in the store", self._jwks_url)
             if found:
+                if self._keys.keys() - found.keys():
+                    # A key was retired: every verdict made with it goes (RFC 7517 §4.5 kid).
+                    self._verified.clear()
+                    self._bearer.forget_tokens()
                 self._keys = found
 
     async def _signature_checked_claims(self, token: str) -> dict[str, Any] | None:
@@ -138,7 +191,7 @@ class OIDCTokenVerifier:
         if kid is None:
             return None
         if kid not in self._keys:
-            await self._reload_keys()
+            await self._reload_keys(kid)
         try:
             claims = verify_with_keys(token, ACCESS_TOKEN_TYP, self._keys)
         except InvalidJWT:
@@ -162,12 +215,24 @@ class OIDCTokenVerifier:
     async def verify_token(self, token: str) -> FederatedAccessToken | None:
         try:
             await self._ensure_sealer()
-            claims = await self._signature_checked_claims(token)
-            if claims is None:
-                return None
-            if not bearer.check_access_token_claims(claims, self.issuer, (self.resource_url,), self._clock.now()):
-                return None
-            access = await bearer.access_token_from_claims(self._repo, token, claims)
+            await self._refresh_keys_if_due()
+            now = self._clock.now()
+            cache = self._bearer
+            if cache.enabled:
+                await cache.ready()
+                access = cache.hit(token, now)
+                if access is None:
+                    claims = await self._signature_checked_claims(token)
+                    if claims is None:
+                        return None
+                    access = await cache.admit(token, claims, issuer=self.issuer, audiences=self._audiences, now=now)
+            else:
+                claims = await self._signature_checked_claims(token)
+                if claims is None:
+                    return None
+                if not bearer.check_access_token_claims(claims, self.issuer, self._audiences, now):
+                    return None
+                access = await bearer.access_token_from_claims(self._repo, token, claims)
         except SealingKeyUnavailable:
             return None
         except Exception as exc:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "fastmcp_integrated"))
 
+from key_value.aio.protocols import AsyncKeyValue
 from server import serve
 
 from mcp_oidc_provider import ProviderSettings
@@ -20,9 +21,9 @@ from mcp_oidc_provider.run.env import EnvConfig
 from mcp_oidc_provider.run.launch import run_from_env
 
 
-async def serve_configured(config: EnvConfig, settings: ProviderSettings) -> None:
+async def serve_configured(config: EnvConfig, settings: ProviderSettings, store: AsyncKeyValue) -> None:
     overrides = json.loads(os.environ.get("TEST_SETTINGS", "{}"))
-    await serve(config, ProviderSettings.model_validate({**settings.model_dump(), **overrides}))
+    await serve(config, ProviderSettings.model_validate({**settings.model_dump(), **overrides}), store)
 
 
 if __name__ == "__main__":

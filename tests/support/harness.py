@@ -23,8 +23,9 @@ from key_value.aio.stores.memory import MemoryStore
 from server import build_app  # examples/fastmcp_integrated/server.py
 
 from mcp_oidc_provider import Clock, OIDCProvider, ProviderSettings, UpstreamSettings
-from mcp_oidc_provider.run.devidp import DEV_CLIENT_ID, DEV_CLIENT_SECRET, login_headlessly
+from mcp_oidc_provider.run.devidp import DEV_CLIENT_ID, DEV_CLIENT_SECRET
 from mcp_oidc_provider.run.env import load_env_config
+from mcp_oidc_provider.run.headless_login import login_headlessly
 from support.net import free_port, serve_in_loop
 
 MCP_INITIALIZE = {
@@ -104,7 +105,7 @@ class Harness:
 
     async def follow_to_client(self, url: str, redirect_uri: str, consent: str = "approve") -> dict[str, str]:
         """Follow redirects, answering the consent page, with no IdP login form (a warm session)."""
-        from mcp_oidc_provider.run.devidp import consent_form
+        from mcp_oidc_provider.run.headless_login import consent_form
 
         target = urlsplit(redirect_uri)
         async with httpx2.AsyncClient(follow_redirects=False, timeout=10) as http:
@@ -125,7 +126,7 @@ class Harness:
         self, browser: httpx2.AsyncClient, client: Client, challenge: str, consent: str = "approve", **extra: str
     ) -> str:
         """As a browser: /authorize, then the consent page (answered), up to the IdP's URL."""
-        from mcp_oidc_provider.run.devidp import consent_form
+        from mcp_oidc_provider.run.headless_login import consent_form
 
         response = await browser.get(self.authorize_url(client, challenge, **extra))
         assert response.status_code == 302, response.text

@@ -43,12 +43,17 @@ Event = Literal[
     "upstream.recheck_failed",
     "refresh.rate_limited",
     "grant.write_undone",
+    # issue 10 item 5: admin
+    "client.deleted",
+    "key.added",
+    "key.promoted",
+    "key.retired",
     # issue 8 §4, §5
     "request.body_timeout",
     "request.refused",
 ]
 
-SAFE_FIELDS = frozenset({"client_id", "grant_id", "subject", "error", "reason", "resource"})
+SAFE_FIELDS = frozenset({"client_id", "grant_id", "subject", "error", "reason", "resource", "kid"})
 
 
 def emit(event: Event, level: int = logging.INFO, **fields: str | None) -> None:

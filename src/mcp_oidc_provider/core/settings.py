@@ -234,6 +234,18 @@ class ProviderSettings(BaseModel):
     #: the refresh token. 0: no limit.
     refresh_rate_limit_per_minute: int = Field(default=30, ge=0)
 
+    # --- issue 10 item 5: admin ------------------------------------------------------------------
+    #: How often (seconds) a server re-reads the signing keys kept in the store, to see an
+    #: admin's key rotation; the rotation steps wait at least this long between them.
+    key_refresh_seconds: float = Field(default=10.0, ge=0.1, le=3600)
+    # issue 12: the bearer check from memory, revocation still bounded.
+    #: How long another process may keep serving a revoked grant from its bearer cache: each
+    #: process reads the store's revocation epoch at most this often. 0: no bearer cache, the
+    #: grant is read on every request. The revoking process drops the grant at once.
+    revocation_propagation_seconds: float = Field(default=1.0, ge=0, le=60)
+    #: Tokens (and grants) each process keeps in its bearer cache.
+    bearer_cache_size: int = Field(default=10_000, ge=1)
+
     @property
     def tombstone_ttl(self) -> int:
         """How long a revocation is remembered: past every token of the grant (refresh tokens

@@ -67,6 +67,19 @@ class SigningKeys:
         self.secret = secret
         self._public = {"keys": [self._public_dict(k) for k in self._by_kid.values()]}
 
+    @property
+    def kids(self) -> tuple[str, ...]:
+        """Key ids, the signing key first."""
+        return tuple(self._by_kid)
+
+    def adopt(self, other: SigningKeys) -> None:
+        """Take ``other``'s keys in place (a rotation seen in the store, issue 10 item 5); the
+        secret stays ours. Forgets verified tokens: one signed by a retired key must fail now."""
+        self._by_kid = dict(other._by_kid)
+        self._current = other._current
+        self._public = other._public
+        self._verified = VerifiedTokenCache()
+
     @staticmethod
     def _public_dict(key: RSAKey | ECKey) -> dict[str, Any]:
         public = key.as_dict(private=False)
@@ -101,8 +114,9 @@ class SigningKeys:
 class VerifiedTokenCache:
     """Claims of JWTs whose signature checked out, most recently used first, bounded.
 
-    Only the signature verdict is cached: expiry, audience and revocation are checked on
-    every request by the caller.
+    Only the signature verdict is cached: expiry, audience and revocation are the caller's
+    (:mod:`...bearer` keeps its own cache of checked tokens in front of this one). A verifier
+    that stops trusting a key calls :meth:`clear`.
     """
 
     def __init__(self, size: int = 2048) -> None:
@@ -119,6 +133,9 @@ class VerifiedTokenCache:
         self._entries[token] = claims
         if len(self._entries) > self._size:
             self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
 
 
 def public_keys_by_kid(jwks: Mapping[str, Any]) -> dict[str, RSAKey | ECKey]:

@@ -105,6 +105,8 @@ async def record_grant_and_code(
     ttl = ctx.settings.authorization_code_ttl
     # The grant lives only as long as its code until the code is redeemed (then it is extended).
     await ctx.repo.save_grant(grant, ttl + 5)
+    # issue 10 item 5: findable by user and by client for as long as the grant can live.
+    await ctx.repo.index_grant(grant, ctx.settings.grant_max_lifetime)
     await ctx.repo.save_code(
         code,
         CodeRecord(

@@ -28,10 +28,13 @@ from ..core import audit
 from ..core.errors import InvalidGrant, InvalidRequest, InvalidTarget
 from ..core.models import FederatedAuthorizationCode, FederatedRefreshToken
 from ..crypto.minting import mint_access_token, new_refresh_token
+from ..store.failures import is_store_failure
 from ..store.records import GrantRecord, RefreshTokenRecord, SpentMarker
 from ..upstream.vault import UpstreamTokenService
 from .context import Context
 from .registration import mark_client_used
+
+logger = logging.getLogger("mcp_oidc_provider.grants")
 
 #: The RFC 8707 ``resource`` form field of the current /token request, which the SDK does not
 #: pass to the provider; the HTTP edge sets it (:mod:`..web.token_resource`) before the SDK's
@@ -259,9 +262,16 @@ async def rotate_refresh_token(ctx: Context, grant: GrantRecord, token: str) -> 
     # The spent marker lives only as long as the grant could: replay after that finds nothing
     # to revoke (issue 8 §4, "refresh storm").
     ttl = bounded_ttl(ctx, grant, ctx.settings.refresh_token_ttl)
-    await ctx.repo.mark_refresh_token_spent(
-        token, SpentMarker(grant_id=record.grant_id, spent_at=ctx.now()), max(ttl, 1)
-    )
+    try:
+        await ctx.repo.mark_refresh_token_spent(
+            token, SpentMarker(grant_id=record.grant_id, spent_at=ctx.now()), max(ttl, 1)
+        )
+    except Exception as exc:
+        # The token is consumed and its successor stored: hand it out. Only replay detection
+        # of this one token is lost, and only while the store is failing.
+        if not is_store_failure(exc):
+            raise
+        logger.warning("refresh token consumed but not marked spent: %s", type(exc).__name__)
 
 
 async def ensure_upstream_session(ctx: Context, grant: GrantRecord) -> None:
@@ -299,7 +309,15 @@ async def exchange_refresh_token(
         audit.emit("refresh.rate_limited", logging.WARNING, client_id=client.client_id, grant_id=grant.grant_id)
         raise InvalidRequest("Too many refreshes for this grant; retry in a minute")
     await ensure_upstream_session(ctx, grant)
-    await rotate_refresh_token(ctx, grant, token.token)
+    # The new tokens are stored before the old refresh token is consumed: a store failure in
+    # between leaves the old one valid for a retry, never a client holding nothing (OAuth 2.1
+    # §4.3.1 rotation without losing the grant).
     tokens = await issue_tokens(ctx, grant, scopes or token.scopes)
+    try:
+        await rotate_refresh_token(ctx, grant, token.token)
+    except InvalidGrant:
+        if tokens.refresh_token:  # another request consumed it first: ours never leaves
+            await ctx.repo.delete_refresh_token(tokens.refresh_token)
+        raise
     audit.emit("token.refreshed", client_id=client.client_id, grant_id=grant.grant_id)
     return tokens

@@ -3,7 +3,7 @@
 It serves the SDK's authorization-server routes (RFC 8414 metadata, /authorize, /token,
 /register, /revoke) and ours (upstream callback, OIDC discovery, /jwks, /health). MCP servers
 elsewhere verify its tokens with :class:`~mcp_oidc_provider.verifier.OIDCTokenVerifier` on
-the same store. Configured from the environment (:mod:`.env`) plus ``RESOURCE_URLS``.
+the same store. Configured from the environment and ``--config FILE`` (:mod:`.env`).
 """
 
 from __future__ import annotations
@@ -11,16 +11,17 @@ from __future__ import annotations
 import logging
 
 import uvicorn
+from key_value.aio.protocols import AsyncKeyValue
 from mcp.server.auth.routes import create_auth_routes
 from starlette.routing import Router
 from starlette.types import ASGIApp
 
 from ..core.settings import ProviderSettings
 from ..provider import OIDCProvider
-from ..store.backends import store_from_url
 from ..web.error_boundary import ErrorBoundary
+from ..web.metrics import apply_operations_settings
 from .env import EnvConfig
-from .launch import run_from_env
+from .launch import run_from_env, uvicorn_config
 
 logger = logging.getLogger("mcp_oidc_provider.standalone")
 
@@ -38,21 +39,20 @@ def build_auth_app(provider: OIDCProvider) -> ASGIApp:
     return ErrorBoundary(provider.protect(Router(routes=[*sdk_routes, *provider.routes().routes()])))
 
 
-async def serve(config: EnvConfig, settings: ProviderSettings) -> None:
+async def serve(config: EnvConfig, settings: ProviderSettings, store: AsyncKeyValue) -> None:
     provider = OIDCProvider(
         settings,
-        store_from_url(config.store_url),
+        store,
         jwks=config.jwks,
         secret_key=config.secret_key,
         encryption_keys=config.encryption_keys,
     )
     await provider.start()
+    apply_operations_settings(settings, config.host)  # metrics_port, audit_json
     print(f"authorization server {provider.issuer} for {', '.join(provider.settings.resource_urls)}", flush=True)
     # uvicorn drains in-flight requests and exits on SIGTERM or SIGINT.
     server = uvicorn.Server(
-        uvicorn.Config(
-            build_auth_app(provider), host=config.host, port=config.port, log_level="warning", proxy_headers=False
-        )
+        uvicorn_config(build_auth_app(provider), config.host, config.port, config.forwarded_allow_ips)
     )
     try:
         await server.serve()
@@ -60,5 +60,8 @@ async def serve(config: EnvConfig, settings: ProviderSettings) -> None:
         await provider.aclose()
 
 
-def main() -> int:
-    return run_from_env(serve, default_port=4001)
+DEFAULT_PORT = 4001
+
+
+def main(config_file: str | None = None) -> int:
+    return run_from_env(serve, default_port=DEFAULT_PORT, config_file=config_file)

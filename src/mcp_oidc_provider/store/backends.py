@@ -178,8 +178,23 @@ def _disk(url: str, path: str, query: str) -> AsyncKeyValue:
         raise _bad(url, "no directory", "use e.g. disk:///var/lib/mcp-oidc (three slashes for an absolute path)")
     from key_value.aio.stores.disk import DiskStore
 
+    class _DiskStore(DiskStore):
+        async def keys(self, collection: str | None = None, *, limit: int | None = None) -> list[str]:
+            """The live keys of one collection (issue 10 item 5: admin listings).
+
+            DiskStore keeps every collection in one SQLite cache under ``collection::key``;
+            diskcache can only walk all of it, so this is O(entries in the store)."""
+            prefix = f"{collection or self.default_collection}::"
+            found: list[str] = []
+            for key in self._cache.iterkeys():
+                if isinstance(key, str) and key.startswith(prefix) and key in self._cache:
+                    found.append(key[len(prefix) :])
+                    if limit is not None and len(found) >= limit:
+                        break
+            return found
+
     try:
-        return DiskStore(directory=path)
+        return _DiskStore(directory=path)
     except OSError as exc:
         problem = f"cannot open the directory ({type(exc).__name__})"
         raise _bad(url, problem, "create it or fix its permissions") from exc
@@ -308,6 +323,19 @@ def _postgres(url: str, timeout: float) -> AsyncKeyValue:
             if now >= self._next_sweep:
                 self._next_sweep = now + POSTGRES_SWEEP_INTERVAL
                 await self.sweep_expired()
+
+        async def keys(self, collection: str | None = None, *, limit: int | None = None) -> list[str]:
+            """The live keys of one collection (issue 10 item 5: admin listings); the
+            primary key (collection, key) serves the lookup."""
+            await self.setup()
+            rows = await self._initialized_pool.fetch(
+                f"SELECT key FROM {self._table_name} WHERE collection = $1 "  # noqa: S608  (validated name)
+                "AND (expires_at IS NULL OR expires_at > $2) ORDER BY key LIMIT $3",
+                collection or self.default_collection,
+                datetime.now().astimezone(),
+                limit or 100_000,
+            )
+            return [str(row["key"]) for row in rows]
 
         async def sweep_expired(self) -> int:
             """Delete every row whose TTL has passed; returns how many."""

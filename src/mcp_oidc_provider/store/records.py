@@ -198,3 +198,39 @@ class LoginApproval(Record):
     """
 
     mac: str
+
+
+# issue 10 item 5: listing grants by user and by client, and signing-key rotation (admin).
+
+
+class GrantIndexEntry(Record):
+    """One grant in the index of its user or of its client; the grant itself stays the truth."""
+
+    grant_id: str
+    created_at: float
+
+
+class RotatingKey(Record):
+    """Where one signing key is in its rotation; keys without an entry sign or just verify."""
+
+    #: ``next``: published and verifying, not yet signing; ``retiring``: no longer signs.
+    state: str
+    #: When it became ``next`` (added) or ``retiring`` (stopped signing).
+    since: float
+
+
+class KeyRotation(Record):
+    """The rotation state of the signing keys in :class:`KeyMaterial`, by ``kid``."""
+
+    keys: dict[str, RotatingKey] = Field(default_factory=dict)
+
+
+# issue 12
+
+
+class RevocationEpoch(Record):
+    """Changes on every revocation: the one record other processes poll to learn that their
+    bearer caches may hold a revoked grant (see :mod:`..bearer`)."""
+
+    value: str
+    changed_at: float

@@ -21,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from typing import Any, Generic, TypeVar
+import secrets
+import weakref
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from key_value.aio.protocols import AsyncKeyValue
 
@@ -32,13 +34,16 @@ from .records import (
     ClientRecord,
     CodeRecord,
     ConsentApproval,
+    GrantIndexEntry,
     GrantRecord,
     KeyMaterial,
+    KeyRotation,
     LoginApproval,
     LoginTransaction,
     PublicKeySet,
     Record,
     RefreshTokenRecord,
+    RevocationEpoch,
     RevokedGrant,
     SealedPart,
     SpentMarker,
@@ -65,11 +70,52 @@ def digest(value: str) -> str:
 R = TypeVar("R", bound=Record)
 
 
+class LiveGrant(NamedTuple):
+    """What the bearer check needs of a live grant (issue 12): its immutable parts, and how
+    long the store keeps it (``remaining`` seconds, None if no TTL)."""
+
+    grant_id: str
+    client_id: str
+    subject: str
+    scopes: list[str]
+    resource: str
+    claims: dict[str, Any]
+    created_at: float
+    expires_at: float | None
+    remaining: float | None
+
+
+class RevocationListener(Protocol):
+    """An in-process cache of grants (the bearer caches of :mod:`..bearer`)."""
+
+    def forget_grant(self, grant_id: str) -> None: ...
+
+
+#: Every grant cache of this process. A revocation drops the grant from all of them, whatever
+#: store they read: grant ids are random, so dropping one from a cache that never saw it is
+#: harmless, and a provider and a verifier on two handles of one store both hear it.
+_revocation_listeners: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def listen_for_revocations(listener: RevocationListener) -> None:
+    """``listener.forget_grant(grant_id)`` runs in this process whenever a grant is revoked here."""
+    _revocation_listeners.add(listener)
+
+
+def _tell_listeners(grant_id: str) -> None:
+    for listener in list(_revocation_listeners):
+        listener.forget_grant(grant_id)
+
+
 class Collection(Generic[R]):
     def __init__(self, kv: AsyncKeyValue, name: str, model: type[R]) -> None:
         self._kv = kv
         self._name = f"{NAMESPACE}-{name}"
         self._model = model
+
+    @property
+    def name(self) -> str:
+        return self._name
 
     async def get(self, key: str) -> R | None:
         raw = await self._kv.get(key, collection=self._name)
@@ -118,6 +164,7 @@ class Repository:
         self._spent_refresh = Collection(kv, "spent-refresh-tokens", SpentMarker)
         self._keys = Collection(kv, "keys", KeyMaterial)
         self._revoked = Collection(kv, "revoked-grants", RevokedGrant)
+        self._revocation_epoch = Collection(kv, "revocation-epoch", RevocationEpoch)
         self._upstream = Collection(kv, "grant-upstream", StoredUpstream)
         self._upstream_locks = Collection(kv, "upstream-refresh-locks", UpstreamLockToken)
         self._upstream_leases = Collection(kv, "upstream-refresh-leases", UpstreamLease)
@@ -250,11 +297,49 @@ class Repository:
 
     async def revoke_grant(self, grant_id: str, tombstone_ttl: float, now: float) -> bool:
         """Tombstone first, then delete (the order :meth:`_write_unless_revoked` relies on).
-        True if this call removed a live grant record."""
+        True if this call removed a live grant record.
+
+        Issue 12: after the tombstone (so whoever re-reads the grant sees it), this process's
+        bearer caches drop the grant and the revocation epoch changes, which other processes
+        poll (:meth:`revocation_epoch`). If the epoch write fails the call raises and the
+        revocation answers an error, so the client retries it."""
         await self._revoked.put(grant_id, RevokedGrant(revoked_at=now), tombstone_ttl)
+        _tell_listeners(grant_id)
         deleted = await self._grants.delete(grant_id)
         await self._upstream.delete(grant_id)
+        epoch = RevocationEpoch(value=secrets.token_urlsafe(16), changed_at=now)
+        await self._revocation_epoch.put("current", epoch, tombstone_ttl)
         return deleted
+
+    async def load_live_grant(self, grant_id: str) -> LiveGrant | None:
+        """:meth:`load_grant` for the bearer check, cheaper (issue 12): the grant record is
+        validated once and not rebuilt as a :class:`GrantRecord`, the tombstone is only tested
+        for presence, the upstream record is not read, and the store's remaining TTL comes with
+        the same read. (Grant and tombstone live in two collections, so no single ``get_many``
+        answers both.)"""
+        found = await self._grants.get_with_ttl(grant_id)
+        if found is None or await self.kv.get(grant_id, collection=self._revoked.name) is not None:
+            return None
+        stored, remaining = found
+        part = self._open_part(grant_id, stored.sealed)
+        if part is None:
+            return None
+        return LiveGrant(
+            stored.grant_id,
+            stored.client_id,
+            stored.subject,
+            stored.scopes,
+            stored.resource,
+            part.claims,
+            stored.created_at,
+            stored.expires_at,
+            remaining,
+        )
+
+    async def revocation_epoch(self) -> str | None:
+        """The value :meth:`revoke_grant` changes on every revocation (None before the first)."""
+        record = await self._revocation_epoch.get("current")
+        return record.value if record is not None else None
 
     async def grant_record_exists(self, grant_id: str) -> bool:
         """Whether any grant record is in the store, tombstone or not (for tests and audits)."""
@@ -396,3 +481,71 @@ class Repository:
 
     async def delete_login_approval(self, state: str) -> bool:
         return await self._login_approvals().delete(digest(state))
+
+    # issue 10 item 5: grants by user and by client, registered clients, key rotation (admin).
+    # One collection per user (and per client), named by the SHA-256 of the id: listing one
+    # user's grants is then one ``keys(collection)`` call, served by the backend's own index
+    # (a Redis SCAN MATCH on the collection prefix, PostgreSQL's primary key, a dict in memory)
+    # and bounded by that user's grants, not by everyone's. Entries live as long as the grant
+    # can; a revocation elsewhere may leave one behind, so readers check the grant itself.
+
+    def _grants_of_subject(self, subject: str) -> Collection[GrantIndexEntry]:
+        return Collection(self.kv, f"grants-of-subject-{digest(subject)}", GrantIndexEntry)
+
+    def _grants_of_client(self, client_id: str) -> Collection[GrantIndexEntry]:
+        return Collection(self.kv, f"grants-of-client-{digest(client_id)}", GrantIndexEntry)
+
+    async def _enumerate(self, collection: Collection[Any]) -> list[str]:
+        keys = getattr(self.kv, "keys", None)
+        if keys is None:
+            raise StoreCannotEnumerate(
+                f"the store ({type(self.kv).__name__}) cannot list keys; use memory://, disk://, redis:// "
+                "or postgresql://"
+            )
+        return list(await keys(collection=collection._name))
+
+    async def index_grant(self, grant: GrantRecord, ttl: float) -> None:
+        entry = GrantIndexEntry(grant_id=grant.grant_id, created_at=grant.created_at)
+        await self._grants_of_subject(grant.subject).put(grant.grant_id, entry, ttl)
+        await self._grants_of_client(grant.client_id).put(grant.grant_id, entry, ttl)
+
+    async def unindex_grant(self, grant_id: str, subject: str | None, client_id: str | None) -> None:
+        if subject is not None:
+            await self._grants_of_subject(subject).delete(grant_id)
+        if client_id is not None:
+            await self._grants_of_client(client_id).delete(grant_id)
+
+    async def grant_ids_of_subject(self, subject: str) -> list[str]:
+        return await self._enumerate(self._grants_of_subject(subject))
+
+    async def grant_ids_of_client(self, client_id: str) -> list[str]:
+        return await self._enumerate(self._grants_of_client(client_id))
+
+    async def load_stored_grant(self, grant_id: str) -> StoredGrant | None:
+        """The grant's public part (no sealer needed), unless it expired or was revoked."""
+        stored = await self._grants.get(grant_id)
+        if stored is None or await self.is_revoked(grant_id):
+            return None
+        return stored
+
+    async def client_ids(self) -> list[str]:
+        return await self._enumerate(self._clients)
+
+    async def load_client(self, client_id: str) -> ClientRecord | None:
+        return await self._clients.get(client_id)
+
+    async def delete_client(self, client_id: str) -> bool:
+        return await self._clients.delete(client_id)
+
+    def _key_rotation(self) -> Collection[KeyRotation]:
+        return Collection(self.kv, "key-rotation", KeyRotation)
+
+    async def load_key_rotation(self) -> KeyRotation:
+        return await self._key_rotation().get("signing") or KeyRotation()
+
+    async def save_key_rotation(self, rotation: KeyRotation, ttl: float) -> None:
+        await self._key_rotation().put("signing", rotation, ttl)
+
+
+class StoreCannotEnumerate(Exception):
+    """The configured store has no way to list the keys of a collection."""

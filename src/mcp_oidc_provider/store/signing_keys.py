@@ -66,3 +66,20 @@ async def load_signing_keys(
     keys = SigningKeys(jwks if jwks is not None else stored.jwks, seed)
     await repo.save_public_keys(PublicKeySet(jwks=keys.public_jwks()), KEY_RECORD_TTL)
     return keys
+
+
+async def refresh_signing_keys(repo: Repository, keys: SigningKeys) -> bool:
+    """Adopt the store's key set if an admin rotated it (issue 10 item 5); True if it changed.
+
+    Only for keys kept in the store: a configured JWKS is the operator's to rotate. The
+    rotation steps (``mcp-oidc-provider admin keys``) wait for every process to have done this
+    once before the next step, so a key signs only once every process verifies with it.
+    """
+    stored = await repo.load_keys()
+    if stored is None or not stored.jwks.get("keys"):
+        return False
+    fresh = SigningKeys(stored.jwks, keys.secret)
+    if fresh.kids == keys.kids:
+        return False
+    keys.adopt(fresh)
+    return True

@@ -18,19 +18,18 @@ from typing import Any
 
 import anyio
 import httpx2
-from authlib.integrations.base_client import OAuthError  # type: ignore[import-untyped]
-from authlib.integrations.httpx_client import AsyncOAuth2Client  # type: ignore[import-untyped]
-from authlib.oauth2.rfc6749 import OAuth2Error  # type: ignore[import-untyped]
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from ..core.clock import Clock
-from ..core.errors import UpstreamError, UpstreamGrantInvalid, UpstreamIdTokenInvalid, UpstreamUnavailable
+from ..core.errors import UpstreamError, UpstreamIdTokenInvalid, UpstreamUnavailable
 from ..core.models import UpstreamTokens
 from ..core.settings import UpstreamSettings
+from . import token_endpoint
 from .discovery import UpstreamMetadata, discover
 from .id_token import allowed_algorithms, validate_id_token
-from .shaping import accepted_issuer, authorize_params, entra_issuer_template, request_scopes
+from .shaping import accepted_issuer, authorize_params, entra_issuer_template
+from .token_endpoint import oauth_client
 
 logger = logging.getLogger("mcp_oidc_provider.upstream")
 
@@ -66,21 +65,9 @@ class UpstreamClient:
                     )
         return self._metadata
 
-    def _oauth(self, metadata: UpstreamMetadata) -> AsyncOAuth2Client:
-        secret = self.settings.client_secret.get_secret_value() if self.settings.client_secret else None
-        return AsyncOAuth2Client(
-            client_id=self.settings.client_id,
-            client_secret=secret,
-            token_endpoint_auth_method=self.settings.token_endpoint_auth_method,
-            redirect_uri=self.redirect_uri,
-            scope=" ".join(request_scopes(self.settings)),
-            code_challenge_method="S256",
-            timeout=self.settings.timeout_seconds,
-        )
-
     async def authorization_url(self, *, state: str, nonce: str, code_verifier: str) -> str:
         metadata = await self.metadata()
-        async with self._oauth(metadata) as oauth:
+        async with oauth_client(self.settings, self.redirect_uri) as oauth:
             url, _ = oauth.create_authorization_url(
                 metadata.authorization_endpoint,
                 state=state,
@@ -93,38 +80,13 @@ class UpstreamClient:
     async def exchange_code(self, *, code: str, code_verifier: str) -> dict[str, Any]:
         """RFC 6749 §4.1.3 at the upstream token endpoint."""
         metadata = await self.metadata()
-        try:
-            async with self._oauth(metadata) as oauth:
-                token = await oauth.fetch_token(
-                    metadata.token_endpoint,
-                    grant_type="authorization_code",
-                    code=code,
-                    code_verifier=code_verifier,
-                    redirect_uri=self.redirect_uri,
-                )
-        except httpx2.TransportError as exc:
-            raise UpstreamUnavailable("The identity provider could not be reached") from exc
-        except (OAuth2Error, OAuthError, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
-            logger.warning("upstream token endpoint refused the code: %s", type(exc).__name__)
-            raise UpstreamError("The identity provider refused to complete the login") from exc
-        return dict(token)
+        return await token_endpoint.exchange_code(
+            self.settings, self.redirect_uri, metadata.token_endpoint, code=code, code_verifier=code_verifier
+        )
 
     async def refresh(self, refresh_token: str) -> dict[str, Any]:
         metadata = await self.metadata()
-        try:
-            async with self._oauth(metadata) as oauth:
-                token = await oauth.refresh_token(metadata.token_endpoint, refresh_token=refresh_token)
-        except httpx2.TransportError as exc:
-            raise UpstreamUnavailable("The identity provider could not be reached") from exc
-        except (OAuthError, OAuth2Error, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
-            if _is_outage(exc):
-                raise UpstreamUnavailable("The identity provider is temporarily unavailable") from exc
-            # RFC 6749 §5.2: invalid_grant means the refresh token is no longer valid there: the
-            # user's session at the IdP ended. (authlib's httpx client raises OAuthError.)
-            if getattr(exc, "error", None) == "invalid_grant":
-                raise UpstreamGrantInvalid("The identity provider ended the user's session") from exc
-            raise UpstreamError("The identity provider refused to refresh the tokens") from exc
-        return dict(token)
+        return await token_endpoint.refresh(self.settings, self.redirect_uri, metadata.token_endpoint, refresh_token)
 
     async def _keys(self, force: bool) -> KeySet:
         metadata = await self.metadata()
@@ -173,13 +135,6 @@ class UpstreamClient:
         if not isinstance(id_token, str):
             raise UpstreamIdTokenInvalid("The identity provider returned no ID token")
         return await self.validate_id_token(id_token, nonce)
-
-
-def _is_outage(exc: BaseException) -> bool:
-    """A 5xx, or RFC 6749 §5.2 ``temporarily_unavailable``/``server_error``: not the user's fault."""
-    if isinstance(exc, httpx2.HTTPStatusError):
-        return exc.response.status_code >= 500 or exc.response.status_code == 429
-    return getattr(exc, "error", None) in ("temporarily_unavailable", "server_error")
 
 
 def tokens_from_response(token: dict[str, Any], now: float) -> UpstreamTokens:

@@ -17,14 +17,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx2
-from authlib.integrations.base_client import OAuthError  # type: ignore[import-untyped]
-from authlib.integrations.httpx_client import AsyncOAuth2Client  # type: ignore[import-untyped]
-from authlib.oauth2.rfc6749 import OAuth2Error  # type: ignore[import-untyped]
 
 from ..core.clock import Clock
-from ..core.errors import UpstreamError, UpstreamGrantInvalid, UpstreamUnavailable
+from ..core.errors import UpstreamError, UpstreamUnavailable
 from ..core.settings import UpstreamSettings
-from .shaping import authorize_params, request_scopes
+from . import token_endpoint
+from .shaping import authorize_params
+from .token_endpoint import oauth_client
 
 logger = logging.getLogger("mcp_oidc_provider.upstream")
 
@@ -57,20 +56,8 @@ class GitHubUpstream:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def _oauth(self) -> AsyncOAuth2Client:
-        secret = self.settings.client_secret.get_secret_value() if self.settings.client_secret else None
-        return AsyncOAuth2Client(
-            client_id=self.settings.client_id,
-            client_secret=secret,
-            token_endpoint_auth_method=self.settings.token_endpoint_auth_method,
-            redirect_uri=self.redirect_uri,
-            scope=" ".join(request_scopes(self.settings)),
-            code_challenge_method="S256",
-            timeout=self.settings.timeout_seconds,
-        )
-
     async def authorization_url(self, *, state: str, nonce: str, code_verifier: str) -> str:
-        async with self._oauth() as oauth:
+        async with oauth_client(self.settings, self.redirect_uri) as oauth:
             url, _ = oauth.create_authorization_url(
                 self.authorization_endpoint,
                 state=state,
@@ -80,36 +67,21 @@ class GitHubUpstream:
         return str(url)
 
     async def exchange_code(self, *, code: str, code_verifier: str) -> dict[str, Any]:
-        try:
-            async with self._oauth() as oauth:
-                token = await oauth.fetch_token(
-                    self.token_endpoint,
-                    grant_type="authorization_code",
-                    code=code,
-                    code_verifier=code_verifier,
-                    redirect_uri=self.redirect_uri,
-                    headers=_JSON,
-                )
-        except httpx2.TransportError as exc:
-            raise UpstreamUnavailable("GitHub could not be reached") from exc
-        except (OAuth2Error, OAuthError, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
-            logger.warning("GitHub's token endpoint refused the code: %s", type(exc).__name__)
-            raise UpstreamError("GitHub refused to complete the login") from exc
-        return dict(token)
+        return await token_endpoint.exchange_code(
+            self.settings,
+            self.redirect_uri,
+            self.token_endpoint,
+            code=code,
+            code_verifier=code_verifier,
+            idp="GitHub",
+            headers=_JSON,
+        )
 
     async def refresh(self, refresh_token: str) -> dict[str, Any]:
         """GitHub apps with expiring user tokens only; OAuth apps' tokens do not expire."""
-        try:
-            async with self._oauth() as oauth:
-                token = await oauth.refresh_token(self.token_endpoint, refresh_token=refresh_token, headers=_JSON)
-        except httpx2.TransportError as exc:
-            raise UpstreamUnavailable("GitHub could not be reached") from exc
-        except (OAuth2Error, OAuthError, httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
-            # RFC 6749 §5.2: invalid_grant means the user's authorization is gone (revoked at GitHub).
-            if getattr(exc, "error", None) == "invalid_grant":
-                raise UpstreamGrantInvalid("GitHub ended the user's authorization") from exc
-            raise UpstreamError("GitHub refused to refresh the tokens") from exc
-        return dict(token)
+        return await token_endpoint.refresh(
+            self.settings, self.redirect_uri, self.token_endpoint, refresh_token, idp="GitHub", headers=_JSON
+        )
 
     async def _get(self, path: str, access_token: str) -> Any:
         try:

@@ -25,7 +25,10 @@ class StoreOutageMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        # Only a bearer check reports an outage, and only a request with credentials has one:
+        # the others go through untouched, no wrapped send (issue 12). ASGI header names are
+        # lower case.
+        if scope["type"] != "http" or not any(name == b"authorization" for name, _ in scope.get("headers", ())):
             await self.app(scope, receive, send)
             return
         outage = OutageFlag()

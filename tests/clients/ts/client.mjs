@@ -1,6 +1,9 @@
 // Drives the TypeScript MCP SDK's OAuth client against an MCP server, for tests/test_ts_client.py.
 //
-//   node client.mjs <mcp-url> <token_endpoint_auth_method> <redirect-uri>
+//   node client.mjs <mcp-url> <token_endpoint_auth_method> <redirect-uri> [client-metadata-url]
+//
+// With a client metadata URL the SDK identifies the client by that Client ID Metadata Document
+// (CIMD) when the server advertises support, instead of registering.
 //
 // Speaks JSON lines on stdout. The browser step is the caller's: the script prints
 // {"event":"authorize","url":...} and reads the full redirect URL (with ?code=...) from stdin.
@@ -12,7 +15,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError, refreshAuthorization } from '@modelcontextprotocol/sdk/client/auth.js';
 
-const [mcpUrl, authMethod, redirectUri] = process.argv.slice(2);
+const [mcpUrl, authMethod, redirectUri, clientMetadataUrl] = process.argv.slice(2);
 if (!mcpUrl || !authMethod || !redirectUri) {
   console.error('usage: node client.mjs <mcp-url> <token_endpoint_auth_method> <redirect-uri>');
   process.exit(2);
@@ -51,6 +54,9 @@ class MemoryProvider {
   }
   get redirectUrl() {
     return redirectUri;
+  }
+  get clientMetadataUrl() {
+    return clientMetadataUrl;
   }
   get clientMetadata() {
     return {
