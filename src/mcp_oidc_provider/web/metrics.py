@@ -50,6 +50,8 @@ REFUSAL_EVENTS = frozenset(
         "refresh_token.reuse_detected",
         "refresh_token.concurrent_reuse",
         "cimd.refused",
+        "request.body_timeout",
+        "request.refused",
         "introspection.refused",
     }
 )
