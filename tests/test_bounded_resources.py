@@ -341,8 +341,16 @@ async def test_the_oidc_discovery_document_claims_no_oidc_behaviour_it_lacks(dev
     assert document["grant_types_supported"] == ["authorization_code", "refresh_token"]
 
 
-@pytest.mark.skipif(MCP_MAJOR < 2, reason="mcp 1.x refuses a registration without the refresh_token grant")
 async def test_a_client_registered_without_the_refresh_token_grant_gets_no_refresh_token(server: Harness) -> None:
+    if MCP_MAJOR < 2:
+        # mcp 1.x's own handler refuses such a registration (RFC 7591 §3.2.2): no such client exists there.
+        refused = await server.http.post(
+            server.base + "/register",
+            json={"redirect_uris": ["http://127.0.0.1:9/cb"], "grant_types": ["authorization_code"]},
+        )
+        assert refused.status_code == 400
+        assert refused.json()["error"] == "invalid_client_metadata"
+        return
     client = await server.register(grant_types=["authorization_code"])
     assert client.raw["grant_types"] == ["authorization_code"]
 
