@@ -12,12 +12,11 @@ verifier is still required to redeem it).
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Send
 
 from ..core import audit
-from .asgi import read_body, replaying
+from .asgi import TokenFormCheck
 from .errors import send_error
 
 #: RFC 7636 §4.1; ``fullmatch`` on a str, so no trailing newline slips through ``$``.
@@ -28,20 +27,10 @@ def verifier_ok(values: list[str]) -> bool:
     return len(values) <= 1 and all(VERIFIER.fullmatch(v) for v in values)
 
 
-class PkceVerifierMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not (scope["type"] == "http" and scope.get("method") == "POST" and scope.get("path") == "/token"):
-            await self.app(scope, receive, send)
-            return
-        body = await read_body(receive)
-        if body is None:
-            return
-        fields = parse_qsl(body.decode("latin-1"), keep_blank_values=True)
-        if not verifier_ok([v for k, v in fields if k == "code_verifier"]):
-            audit.emit("request.refused", reason="code_verifier")
-            await send_error(send, 400, "invalid_grant", "code_verifier must be 43 to 128 characters of RFC 7636")
-            return
-        await self.app(scope, replaying(body, receive), send)
+class PkceVerifierMiddleware(TokenFormCheck):
+    async def refused(self, fields: list[tuple[str, str]], send: Send) -> bool:
+        if verifier_ok([v for k, v in fields if k == "code_verifier"]):
+            return False
+        audit.emit("request.refused", reason="code_verifier")
+        await send_error(send, 400, "invalid_grant", "code_verifier must be 43 to 128 characters of RFC 7636")
+        return True

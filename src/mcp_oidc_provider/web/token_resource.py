@@ -7,13 +7,11 @@ SDK's handler runs; a served one is handed to the token flows
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
-
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Send
 
 from ..core import audit
 from ..flows.grants import requested_resource
-from .asgi import read_body, replaying
+from .asgi import TokenFormCheck
 from .errors import send_error
 
 
@@ -21,23 +19,17 @@ def is_served(resource: str, served: tuple[str, ...]) -> bool:
     return any(resource.rstrip("/") == r.rstrip("/") for r in served)
 
 
-class TokenResourceMiddleware:
+class TokenResourceMiddleware(TokenFormCheck):
     def __init__(self, app: ASGIApp, resource_urls: tuple[str, ...]) -> None:
-        self.app = app
+        super().__init__(app)
         self.resource_urls = resource_urls
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not (scope["type"] == "http" and scope.get("method") == "POST" and scope.get("path") == "/token"):
-            await self.app(scope, receive, send)
-            return
-        body = await read_body(receive)
-        if body is None:
-            return
-        resources = [v for k, v in parse_qsl(body.decode("latin-1"), keep_blank_values=True) if k == "resource"]
+    async def refused(self, fields: list[tuple[str, str]], send: Send) -> bool:
+        resources = [v for k, v in fields if k == "resource"]
         if len(resources) > 1 or (resources and not is_served(resources[0], self.resource_urls)):
             audit.emit("resource.refused", reason="/token")
             await send_error(send, 400, "invalid_target", "The resource is not served here")
-            return
+            return True
         if resources:
             requested_resource.set(resources[0])
-        await self.app(scope, replaying(body, receive), send)
+        return False
