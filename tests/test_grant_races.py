@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import asyncpg
 import httpx2
 import pytest
 import redis.asyncio as aioredis
@@ -41,6 +42,7 @@ from mcp_oidc_provider.upstream.client import UpstreamClient
 from mcp_oidc_provider.upstream.vault import UpstreamTokenService
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SERVER = Path(__file__).resolve().parent / "support" / "lifecycle_server.py"
 TRIALS = 50
 RACERS = 6  # concurrent refreshers (or redeemers) per trial, split between the two processes
@@ -144,8 +146,27 @@ def redis_prefix() -> Iterator[str]:
     anyio.run(clean)
 
 
+@pytest.fixture(scope="module", params=["redis", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Issue 10 §3: the revocation of issue 8 §1 holds on every shared backend."""
+    if request.param == "redis":
+        yield REDIS_URL
+        return
+    table = f"mcp_oidc_races_{uuid.uuid4().hex[:12]}"
+    yield f"{POSTGRES_URL}?table={table}"
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL)
+        await conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+        await conn.close()
+
+    anyio.run(drop)
+
+
 @pytest.fixture(scope="module")
-async def deployment(tmp_path_factory: pytest.TempPathFactory, redis_prefix: str) -> AsyncIterator[Deployment]:
+async def deployment(
+    tmp_path_factory: pytest.TempPathFactory, redis_prefix: str, store_url: str
+) -> AsyncIterator[Deployment]:
     idp = SlowRefreshIdP()
     idp_port = free_port()
     idp.issuer = f"http://127.0.0.1:{idp_port}"
@@ -160,7 +181,7 @@ async def deployment(tmp_path_factory: pytest.TempPathFactory, redis_prefix: str
         "UPSTREAM_ISSUER": idp.issuer,
         "UPSTREAM_CLIENT_ID": idp.client_id,
         "UPSTREAM_CLIENT_SECRET": "hostile-secret",
-        "STORE_URL": REDIS_URL,
+        "STORE_URL": store_url,
         "COLLECTION_PREFIX": redis_prefix,
         "RESOURCE_URLS": resource,
         "JWKS": json.dumps(generate_jwks()),
@@ -169,7 +190,7 @@ async def deployment(tmp_path_factory: pytest.TempPathFactory, redis_prefix: str
         # upstream session on every refresh of a grant that has upstream tokens.
         "PROVIDER_OVERRIDES": json.dumps({"refresh_rate_limit_per_minute": 0, "upstream_recheck_seconds": 1}),
     }
-    store = PrefixCollectionsWrapper(store_from_url(REDIS_URL), redis_prefix)
+    store = PrefixCollectionsWrapper(store_from_url(store_url), redis_prefix)
     repo = Repository(store)
     repo.sealer = Sealer.derived(base64.urlsafe_b64decode(secret_key + "=" * (-len(secret_key) % 4)))
     async with serve_in_loop(idp.app(), idp_port), contextlib.AsyncExitStack() as stack:
