@@ -381,8 +381,8 @@ def stop_server(server: Server) -> None:
     server.log.close()
 
 
-def login(server: Server) -> str:
-    """Register a client, log in as alice at the dev IdP, redeem the code: an access token.
+def login_client(auth_base: str, resource: str) -> tuple[str, dict[str, Any]]:
+    """Register a client, log in as alice at the dev IdP, redeem the code: (access token, client).
 
     The same steps as tests/support/harness.py (register, authorize with PKCE S256 and a
     resource indicator, headless browser login, authorization_code grant).
@@ -391,9 +391,7 @@ def login(server: Server) -> str:
 
     redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
     with httpx2.Client(timeout=15) as http:
-        response = http.post(
-            server.base + "/register", json={"redirect_uris": [redirect_uri], "client_name": "bench_bearer"}
-        )
+        response = http.post(auth_base + "/register", json={"redirect_uris": [redirect_uri], "client_name": "bench"})
         if response.status_code != 201:
             raise RuntimeError(f"registration failed: {response.status_code} {response.text}")
         client = response.json()
@@ -406,9 +404,9 @@ def login(server: Server) -> str:
             "code_challenge": challenge,
             "code_challenge_method": "S256",
             "state": secrets.token_urlsafe(16),
-            "resource": server.mcp_url,
+            "resource": resource,
         }
-        result = login_headlessly(f"{server.base}/authorize?{urlencode(query)}", redirect_uri, "alice")
+        result = login_headlessly(f"{auth_base}/authorize?{urlencode(query)}", redirect_uri, "alice")
         if "code" not in result:
             raise RuntimeError(f"login did not return a code: {result}")
         form = {
@@ -417,13 +415,19 @@ def login(server: Server) -> str:
             "code_verifier": verifier,
             "redirect_uri": redirect_uri,
             "client_id": client["client_id"],
+            "resource": resource,
         }
         if client.get("client_secret"):
             form["client_secret"] = client["client_secret"]
-        response = http.post(server.base + "/token", data=form)
+        response = http.post(auth_base + "/token", data=form)
         if response.status_code != 200:
             raise RuntimeError(f"token request failed: {response.status_code} {response.text}")
-        return str(response.json()["access_token"])
+        return str(response.json()["access_token"]), client
+
+
+def login(server: Server) -> str:
+    """An access token for ``server``'s MCP endpoint."""
+    return login_client(server.base, server.mcp_url)[0]
 
 
 def process_cpu_seconds(pid: int) -> float | None:

@@ -35,11 +35,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import collections
 import contextlib
 import datetime
-import hashlib
 import os
 import platform
 import secrets
@@ -53,7 +51,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx2
 
@@ -69,6 +66,7 @@ from bench_bearer import (  # a sibling script, not a package
     dev_idp,
     free_port,
     load,
+    login_client,
     mcp_version,
     print_table,
     redis_available,
@@ -104,42 +102,7 @@ class Login:
 
 def login(auth_base: str, resource: str) -> Login:
     """Register, authorize with PKCE S256 and a resource indicator, log in as alice, redeem the code."""
-    from mcp_oidc_provider.run.headless_login import login_headlessly
-
-    redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
-    with httpx2.Client(timeout=15) as http:
-        response = http.post(auth_base + "/register", json={"redirect_uris": [redirect_uri], "client_name": "bench"})
-        if response.status_code != 201:
-            raise RuntimeError(f"registration failed: {response.status_code} {response.text}")
-        client = response.json()
-        verifier = secrets.token_urlsafe(48)
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
-        query = {
-            "response_type": "code",
-            "client_id": client["client_id"],
-            "redirect_uri": redirect_uri,
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-            "state": secrets.token_urlsafe(16),
-            "resource": resource,
-        }
-        result = login_headlessly(f"{auth_base}/authorize?{urlencode(query)}", redirect_uri, "alice")
-        if "code" not in result:
-            raise RuntimeError(f"login did not return a code: {result}")
-        form = {
-            "grant_type": "authorization_code",
-            "code": result["code"],
-            "code_verifier": verifier,
-            "redirect_uri": redirect_uri,
-            "client_id": client["client_id"],
-            "resource": resource,
-        }
-        if client.get("client_secret"):
-            form["client_secret"] = client["client_secret"]
-        response = http.post(auth_base + "/token", data=form)
-        if response.status_code != 200:
-            raise RuntimeError(f"token request failed: {response.status_code} {response.text}")
-        return Login(str(response.json()["access_token"]), client)
+    return Login(*login_client(auth_base, resource))
 
 
 @dataclass
